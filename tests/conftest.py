@@ -31,3 +31,32 @@ def real_mini_dir() -> Path:
 @pytest.fixture(scope="session")
 def tokenizer_dir() -> Path:
     return _require(TOKENIZER_DIR)
+
+
+TINY_OVERRIDES = {"feature_layers": [1, 2, 4], "image_size": 64, "top_n1": 20, "top_n2": 100, "sigma": 1.0}
+
+
+@pytest.fixture(scope="session")
+def tiny_clip_dir(tmp_path_factory: pytest.TempPathFactory, tokenizer_dir: Path) -> Path:
+    """A random tiny CLIP checkpoint with the real CLIP tokenizer."""
+    from genclip_hf.testing import save_random_clip
+
+    return save_random_clip(tmp_path_factory.mktemp("tiny-clip"), tokenizer_dir, "tiny", seed=0)
+
+
+@pytest.fixture
+def tiny_model(tiny_clip_dir: Path):
+    """An untrained GenCLIP on the tiny CLIP (feature layers 1, 2, 4; 64 px input, 8x8 grid), in eval mode."""
+    import torch
+
+    from genclip_hf import GenCLIPModel
+
+    torch.manual_seed(0)
+    return GenCLIPModel.from_clip(str(tiny_clip_dir), **TINY_OVERRIDES).eval()
+
+
+@pytest.fixture
+def tiny_processor(tiny_clip_dir: Path, tiny_model):
+    from genclip_hf import GenCLIPProcessor
+
+    return GenCLIPProcessor.from_clip(str(tiny_clip_dir), config=tiny_model.config)

@@ -1,0 +1,174 @@
+"""GenCLIP model configuration."""
+
+from __future__ import annotations
+
+from huggingface_hub.dataclasses import strict
+from transformers import CLIPConfig, PreTrainedConfig
+from transformers.configuration_utils import SubConfigSpec
+
+# openai/clip-vit-large-patch14-336, the paper's backbone: the default architecture (weights come from the Hub).
+CLIP_VIT_L_14_336 = {
+    "projection_dim": 768,
+    "text_config": {
+        "hidden_size": 768,
+        "intermediate_size": 3072,
+        "num_attention_heads": 12,
+        "num_hidden_layers": 12,
+        "projection_dim": 768,
+    },
+    "vision_config": {
+        "hidden_size": 1024,
+        "intermediate_size": 4096,
+        "num_attention_heads": 16,
+        "num_hidden_layers": 24,
+        "image_size": 336,
+        "patch_size": 14,
+        "projection_dim": 768,
+    },
+}
+
+
+@strict
+class GenCLIPConfig(PreTrainedConfig):
+    r"""
+    Configuration of a [`GenCLIPModel`]: a frozen CLIP backbone plus GenCLIP's prompt learner and the inference
+    settings of the paper (Kim et al., "GenCLIP: Generalizing CLIP Prompts for Zero-shot Anomaly Detection").
+    Every ablation of the paper is a field here.
+
+    Args:
+        clip_config (`dict` or [`CLIPConfig`], *optional*):
+            The backbone's configuration. Defaults to the architecture of `openai/clip-vit-large-patch14-336`.
+        feature_layers (`list[int]`, defaults to `[6, 12, 18, 24]`):
+            1-based indices of the vision transformer blocks whose outputs feed the prompts and score maps.
+        image_size (`int`, defaults to 518):
+            Side of the square model input; CLIP's positional embeddings are interpolated to it.
+        n_state_tokens (`int`, defaults to 1):
+            Learnable state tokens per state (N_P, A_P).
+        n_query_tokens (`int`, defaults to 2):
+            Learnable general query tokens Q_P shared by both states.
+        text_prompt_depth (`int`, *optional*):
+            Number of text transformer layers before which the deep text prompt is written; `None` means all.
+        text_prompt_length (`int`, defaults to 1):
+            Number of reserved deep-prompt slots `[D]` in each prompt.
+        normal_state_word (`str`, defaults to `"good"`) and abnormal_state_word (`str`, defaults to `"damaged"`):
+            The state words of the prompt template.
+        generic_term (`str`, defaults to `"object"`):
+            The class-agnostic term used by CNF and by the query-only branch.
+        logit_scale (`float`, defaults to `1 / 0.07`):
+            Temperature applied to the cosine similarities before the softmax (Eq. 4).
+        alpha (`float`, defaults to 0.8):
+            Weight of the vision-enhanced branch in the fusion of Eq. 8.
+        sigma (`float`, defaults to 9.0):
+            Standard deviation (pixels at `image_size`) of the Gaussian smoothing of Eq. 8; 0 disables it.
+        top_n1 (`int`, defaults to 500) and top_n2 (`int`, defaults to 2500):
+            N1 < N2 of the image score (Eqs. 9-10).
+        use_vision_prompts (`bool`, defaults to `True`):
+            Add the multi-layer vision prompts V_P to the query tokens (MVP). When off, V_Q = Q_P.
+        use_query_branch (`bool`, defaults to `True`):
+            Fuse the query-only branch at inference (GQP). When off, alpha is taken as 1.
+        use_cnf (`bool`, defaults to `True`):
+            Apply class-name filtering at inference.
+        focal_gamma (`float`, defaults to 2.0):
+            Focusing parameter of the focal loss (Eq. 5).
+        prompt_init_std (`float`, defaults to 0.02):
+            Standard deviation of the normal initialisation of the learnable prompt tokens.
+        score_threshold (`float`, *optional*):
+            Image score at or above which an image is labelled anomalous. `None` means half the number of feature
+            layers: the score of a map whose fused anomaly probability is 0.5 everywhere.
+
+    Example:
+
+    ```python
+    >>> from genclip_hf import GenCLIPConfig
+    >>> config = GenCLIPConfig(feature_layers=[6, 12, 18, 24], generic_term="object")
+    ```
+    """
+
+    model_type = "genclip"
+    sub_configs_defaults = {"clip_config": SubConfigSpec(config_class=CLIPConfig, init_kwargs=CLIP_VIT_L_14_336)}
+
+    clip_config: dict | CLIPConfig | None = None
+    feature_layers: list[int] | tuple[int, ...] = (6, 12, 18, 24)
+    image_size: int = 518
+    n_state_tokens: int = 1
+    n_query_tokens: int = 2
+    text_prompt_depth: int | None = None
+    text_prompt_length: int = 1
+    normal_state_word: str = "good"
+    abnormal_state_word: str = "damaged"
+    generic_term: str = "object"
+    logit_scale: float = 1 / 0.07
+    alpha: float = 0.8
+    sigma: float = 9.0
+    top_n1: int = 500
+    top_n2: int = 2500
+    use_vision_prompts: bool = True
+    use_query_branch: bool = True
+    use_cnf: bool = True
+    focal_gamma: float = 2.0
+    prompt_init_std: float = 0.02
+    score_threshold: float | None = None
+
+    def __post_init__(self, **kwargs):
+        super().__post_init__(**kwargs)
+        self.feature_layers = [int(layer) for layer in self.feature_layers]
+        self._check_fields()
+
+    def _check_fields(self) -> None:
+        """Raise `ValueError` naming the first field whose value the backbone or the method cannot use."""
+        vision_layers = self.clip_config.vision_config.num_hidden_layers
+        text_layers = self.clip_config.text_config.num_hidden_layers
+        layers = list(self.feature_layers)
+        if not layers:
+            raise ValueError("feature_layers must name at least one vision layer, got an empty list.")
+        if any(layer < 1 or layer > vision_layers for layer in layers):
+            raise ValueError(
+                f"feature_layers must be 1-based vision block indices in [1, {vision_layers}] for this backbone, "
+                f"got {layers}."
+            )
+        if len(set(layers)) != len(layers):
+            raise ValueError(f"feature_layers must not repeat a layer, got {layers}.")
+        patch_size = self.clip_config.vision_config.patch_size
+        if self.image_size < patch_size:
+            raise ValueError(f"image_size must be at least the patch size {patch_size}, got {self.image_size}.")
+        for name in ("n_state_tokens", "n_query_tokens", "text_prompt_length", "top_n1", "top_n2"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}.")
+        if self.text_prompt_depth is not None and not 0 <= self.text_prompt_depth <= text_layers:
+            raise ValueError(
+                f"text_prompt_depth must be in [0, {text_layers}] (or None for all text layers), "
+                f"got {self.text_prompt_depth}."
+            )
+        if self.top_n1 >= self.top_n2:
+            raise ValueError(f"top_n1 must be smaller than top_n2, got top_n1={self.top_n1}, top_n2={self.top_n2}.")
+        if not 0.0 <= self.alpha <= 1.0:
+            raise ValueError(f"alpha must be in [0, 1], got {self.alpha}.")
+        if self.sigma < 0:
+            raise ValueError(f"sigma must be non-negative, got {self.sigma}.")
+        if self.logit_scale <= 0:
+            raise ValueError(f"logit_scale must be positive, got {self.logit_scale}.")
+        for name in ("normal_state_word", "abnormal_state_word", "generic_term"):
+            if not getattr(self, name).strip():
+                raise ValueError(f"{name} must be a non-empty word, got {getattr(self, name)!r}.")
+
+    @property
+    def num_feature_layers(self) -> int:
+        """Number of feature layers L."""
+        return len(self.feature_layers)
+
+    @property
+    def deep_prompt_depth(self) -> int:
+        """Number of text layers that receive the deep text prompt (`text_prompt_depth`, `None` resolved)."""
+        if self.text_prompt_depth is None:
+            return self.clip_config.text_config.num_hidden_layers
+        return self.text_prompt_depth
+
+    @property
+    def image_score_threshold(self) -> float:
+        """`score_threshold`, with `None` resolved to half the number of feature layers."""
+        if self.score_threshold is None:
+            return self.num_feature_layers / 2
+        return self.score_threshold
+
+
+__all__ = ["GenCLIPConfig"]

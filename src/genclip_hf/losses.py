@@ -1,0 +1,65 @@
+"""Training losses of GenCLIP (Eq. 5): focal loss and dice loss on the layer score maps."""
+
+from __future__ import annotations
+
+import torch
+
+PROBABILITY_EPS = 1e-8
+DICE_EPS = 1e-5
+
+
+def focal_loss(probabilities: torch.Tensor, target: torch.Tensor, gamma: float = 2.0) -> torch.Tensor:
+    """Focal loss on two-channel probabilities: mean over pixels of `-(1 - p_t)^gamma * log(p_t)`.
+
+    Args:
+        probabilities: `(B, 2, H, W)` softmax maps; channel 0 normal, channel 1 anomalous.
+        target: `(B, H, W)` binary ground truth (1 anomalous).
+        gamma: focusing parameter.
+    Returns:
+        A scalar.
+    """
+    target_index = target.round().long().unsqueeze(1)
+    p_target = probabilities.gather(1, target_index).squeeze(1).clamp(min=PROBABILITY_EPS)
+    return (-((1 - p_target) ** gamma) * torch.log(p_target)).mean()
+
+
+def dice_loss(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Dice loss (paper Eq. 15) `1 - 2 * sum(p * g) / (sum(p) + sum(g) + eps)` per image, averaged over the batch.
+
+    Args:
+        prediction: `(B, H, W)` probabilities.
+        target: `(B, H, W)` binary ground truth.
+    Returns:
+        A scalar.
+    """
+    prediction = prediction.flatten(1)
+    target = target.flatten(1).to(prediction.dtype)
+    overlap = (prediction * target).sum(dim=1)
+    return (1 - 2 * overlap / (prediction.sum(dim=1) + target.sum(dim=1) + DICE_EPS)).mean()
+
+
+def genclip_loss(
+    layer_maps: torch.Tensor, masks: torch.Tensor, gamma: float = 2.0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Eq. 5 summed over layers: `focal(S^i, GT) + dice(S^i[:, 1], GT) + dice(S^i[:, 0], 1 - GT)`.
+
+    Args:
+        layer_maps: `(B, L, 2, H, W)` softmax score maps.
+        masks: `(B, H, W)` binary ground truth at the map size (all zero for normal images).
+        gamma: focal-loss focusing parameter.
+    Returns:
+        The total loss (scalar) and the `(L,)` loss of each layer.
+    """
+    masks = masks.to(layer_maps.dtype)
+    per_layer = torch.stack(
+        [
+            focal_loss(layer_maps[:, index], masks, gamma)
+            + dice_loss(layer_maps[:, index, 1], masks)
+            + dice_loss(layer_maps[:, index, 0], 1 - masks)
+            for index in range(layer_maps.shape[1])
+        ]
+    )
+    return per_layer.sum(), per_layer
+
+
+__all__ = ["dice_loss", "focal_loss", "genclip_loss"]

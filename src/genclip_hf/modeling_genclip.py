@@ -1,0 +1,346 @@
+"""PyTorch GenCLIP model: a frozen HF CLIP backbone with GenCLIP's multi-layer prompt learner (paper Eqs. 1-7)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.nn import functional
+from transformers import CLIPModel, PreTrainedModel
+from transformers.utils import ModelOutput
+
+from .configuration_genclip import GenCLIPConfig
+from .losses import genclip_loss
+from .prompts import GenCLIPPromptLearner
+
+
+@dataclass
+class GenCLIPVisionOutput(ModelOutput):
+    """Frozen CLIP vision features of a batch of images.
+
+    Args:
+        layer_features (`torch.FloatTensor` of shape `(B, L, 1 + H*W, vision_width)`):
+            Outputs of the feature layers (`config.feature_layers`), CLS token first.
+        image_embeds (`torch.FloatTensor` of shape `(B, projection_dim)`, *optional*):
+            CLIP's image embedding (post-layernorm CLS of the last layer, projected), used by class-name filtering.
+    """
+
+    layer_features: torch.FloatTensor | None = None
+    image_embeds: torch.FloatTensor | None = None
+
+
+@dataclass
+class GenCLIPOutput(ModelOutput):
+    """Output of [`GenCLIPModel`].
+
+    Args:
+        loss (`torch.FloatTensor` of shape `()`, *optional*, returned when `masks` is given):
+            Eq. 5 summed over the feature layers.
+        layer_loss (`torch.FloatTensor` of shape `(L,)`, *optional*, returned when `masks` is given):
+            The loss of each feature layer.
+        layer_maps (`torch.FloatTensor` of shape `(B, L, 2, image_size, image_size)`):
+            Softmax score maps `S_V^i` of the vision-enhanced branch (Eqs. 4/6); channel 1 is the anomaly probability.
+        query_maps (`torch.FloatTensor` of shape `(B, L, 2, image_size, image_size)`, *optional*):
+            Softmax score maps `S_Q^i` of the query-only branch (Eq. 7), returned when `return_query_maps=True`.
+        image_embeds (`torch.FloatTensor` of shape `(B, projection_dim)`, *optional*):
+            Frozen CLIP image embedding used by class-name filtering.
+        text_embeds (`torch.FloatTensor` of shape `(B, L, 2, projection_dim)`):
+            Normalised text embeddings `F_T^i` (normal, abnormal) of each image and layer.
+    """
+
+    loss: torch.FloatTensor | None = None
+    layer_loss: torch.FloatTensor | None = None
+    layer_maps: torch.FloatTensor | None = None
+    query_maps: torch.FloatTensor | None = None
+    image_embeds: torch.FloatTensor | None = None
+    text_embeds: torch.FloatTensor | None = None
+
+
+class GenCLIPPreTrainedModel(PreTrainedModel):
+    config: GenCLIPConfig
+    config_class = GenCLIPConfig
+    base_model_prefix = "genclip"
+    main_input_name = "pixel_values"
+    input_modalities = ("image", "text")
+    _no_split_modules = ["CLIPTextEmbeddings", "CLIPEncoderLayer", "CLIPVisionEmbeddings"]
+    _supports_sdpa = True
+
+    @torch.no_grad()
+    def _init_weights(self, module: nn.Module) -> None:
+        """Prompt tokens ~ N(0, prompt_init_std^2); GenCLIP's linear layers keep PyTorch's default init."""
+        if isinstance(module, GenCLIPPromptLearner):
+            module.reset_prompt_tokens(self.config.prompt_init_std)
+        elif isinstance(module, nn.Linear):
+            module.reset_parameters()
+
+
+class GenCLIPModel(GenCLIPPreTrainedModel):
+    """GenCLIP: a frozen [`CLIPModel`] plus the learnable prompt learner and per-layer patch projections.
+
+    Only the prompt tokens, the vision-prompt projections `MLP_T^i`, the patch projections `MLP_I^i` and the deep
+    text prompts are trainable; the CLIP weights never change.
+    """
+
+    def __init__(self, config: GenCLIPConfig, clip_model: CLIPModel | None = None):
+        super().__init__(config)
+        if clip_model is None:
+            clip_model = CLIPModel(config.clip_config)
+        else:
+            clip_model.set_attn_implementation(self.config._attn_implementation)
+        self.clip = clip_model
+        self.clip.requires_grad_(False)
+        self.prompt_learner = GenCLIPPromptLearner(config)
+        vision_width = config.clip_config.vision_config.hidden_size
+        self.patch_projections = nn.ModuleList(
+            nn.Linear(vision_width, config.clip_config.projection_dim) for _ in config.feature_layers
+        )
+        self._query_text_cache: dict[tuple, torch.Tensor] = {}
+        self.post_init()
+
+    @classmethod
+    def from_clip(cls, clip_name_or_path: str, **config_overrides) -> GenCLIPModel:
+        """Build an untrained GenCLIP around a pretrained HF CLIP checkpoint (Hub id or local folder).
+
+        Args:
+            clip_name_or_path: e.g. `"openai/clip-vit-large-patch14-336"`.
+            config_overrides: any [`GenCLIPConfig`] field, e.g. `feature_layers=[6, 12]`.
+        """
+        clip = CLIPModel.from_pretrained(clip_name_or_path)
+        config = GenCLIPConfig(clip_config=clip.config, **config_overrides)
+        return cls(config, clip_model=clip)
+
+    def train(self, mode: bool = True) -> GenCLIPModel:
+        """Set training mode on the learnable parts; the frozen CLIP stays in eval mode."""
+        super().train(mode)
+        self.clip.eval()
+        return self
+
+    @property
+    def grid_size(self) -> int:
+        """Side H = W of the patch grid at `config.image_size`."""
+        return self.config.image_size // self.config.clip_config.vision_config.patch_size
+
+    @torch.no_grad()
+    def encode_image(self, pixel_values: torch.Tensor, return_image_embeds: bool = True) -> GenCLIPVisionOutput:
+        """One frozen vision pass, stopped after the last layer that is needed.
+
+        Args:
+            pixel_values: `(B, 3, image_size, image_size)` normalised images (see [`GenCLIPProcessor`]).
+            return_image_embeds: also compute CLIP's image embedding (runs to the last vision layer).
+        Returns:
+            [`GenCLIPVisionOutput`] with `layer_features` `(B, L, 1 + H*W, vision_width)`.
+        """
+        self._check_pixel_values(pixel_values)
+        vision = self.clip.vision_model
+        hidden = vision.embeddings(pixel_values, interpolate_pos_encoding=True)
+        hidden = vision.pre_layrnorm(hidden)
+        wanted = {layer: index for index, layer in enumerate(self.config.feature_layers)}
+        last_layer = len(vision.encoder.layers) if return_image_embeds else max(wanted)
+        features: list[torch.Tensor | None] = [None] * len(wanted)
+        for depth, block in enumerate(vision.encoder.layers[:last_layer], start=1):
+            hidden = block(hidden, attention_mask=None)
+            if depth in wanted:
+                features[wanted[depth]] = hidden
+        image_embeds = None
+        if return_image_embeds:
+            image_embeds = self.clip.visual_projection(vision.post_layernorm(hidden[:, 0]))
+        return GenCLIPVisionOutput(layer_features=torch.stack(features, dim=1), image_embeds=image_embeds)
+
+    def _check_pixel_values(self, pixel_values: torch.Tensor) -> None:
+        size = self.config.image_size
+        if pixel_values.ndim != 4 or pixel_values.shape[1] != 3:
+            raise ValueError(
+                f"pixel_values must have shape (batch, 3, {size}, {size}), got {tuple(pixel_values.shape)}."
+            )
+        if pixel_values.shape[-2:] != (size, size):
+            raise ValueError(
+                f"pixel_values must be {size}x{size} (config.image_size), got {tuple(pixel_values.shape[-2:])}; "
+                "use GenCLIPProcessor to resize."
+            )
+
+    def text_embeddings(
+        self,
+        layer_features: torch.Tensor,
+        input_ids: torch.Tensor,
+        query_positions: torch.Tensor,
+        eot_positions: torch.Tensor,
+    ) -> torch.Tensor:
+        """Text embeddings `F_T^i` of the vision-enhanced prompts (Eqs. 1-2 and the text path).
+
+        Args:
+            layer_features: `(B, L, 1 + H*W, vision_width)`.
+            input_ids: `(B, 2, T)` prompt ids of each image's class name (normal, abnormal).
+            query_positions, eot_positions: `(B, 2)` slot positions from the processor.
+        Returns:
+            `(B, L, 2, projection_dim)` normalised text embeddings.
+        """
+        batch, num_layers = layer_features.shape[:2]
+        vision_prompts = self.prompt_learner.vision_prompts(layer_features) if self.config.use_vision_prompts else None
+        query_embeds = self.prompt_learner.query_prompts(vision_prompts, (batch, num_layers))
+
+        def per_layer(tensor: torch.Tensor) -> torch.Tensor:
+            return tensor.repeat_interleave(num_layers, dim=0)
+
+        text_embeds = self.prompt_learner.encode(
+            self.clip,
+            per_layer(input_ids),
+            per_layer(query_positions),
+            per_layer(eot_positions),
+            query_embeds.flatten(0, 1),
+        )
+        return text_embeds.reshape(batch, num_layers, 2, -1)
+
+    def query_text_embeddings(
+        self, input_ids: torch.Tensor, query_positions: torch.Tensor, eot_positions: torch.Tensor
+    ) -> torch.Tensor:
+        """Text embeddings `F_Q` of the query-only prompt (Eq. 7): no vision prompt, no class name.
+
+        They do not depend on the image, so outside autograd they are computed once and cached until a learnable
+        parameter changes.
+
+        Args:
+            input_ids: `(2, T)` or `(1, 2, T)` ids of the prompt pair for the template noun.
+            query_positions, eot_positions: `(2,)` or `(1, 2)`.
+        Returns:
+            `(2, projection_dim)` normalised text embeddings.
+        """
+        input_ids = input_ids.reshape(1, 2, -1)
+        query_positions, eot_positions = query_positions.reshape(1, 2), eot_positions.reshape(1, 2)
+        use_cache = not torch.is_grad_enabled()
+        key = (
+            tuple(input_ids.flatten().tolist()),
+            tuple(query_positions.flatten().tolist()),
+            tuple(parameter._version for parameter in self.prompt_learner.parameters()),
+            self.dtype,
+        )
+        if use_cache and key in self._query_text_cache:
+            return self._query_text_cache[key]
+        query_embeds = self.prompt_learner.query_prompts(None, (1,))
+        text_embeds = self.prompt_learner.encode(self.clip, input_ids, query_positions, eot_positions, query_embeds)[0]
+        if use_cache:
+            self._query_text_cache = {key: text_embeds}
+        return text_embeds
+
+    def score_maps(self, layer_features: torch.Tensor, text_embeds: torch.Tensor) -> torch.Tensor:
+        """Eqs. 3-4: `softmax(up(logit_scale * <F_I^i, F_T^i>))` for every feature layer.
+
+        Args:
+            layer_features: `(B, L, 1 + H*W, vision_width)`.
+            text_embeds: `(B, L, 2, projection_dim)` or `(2, projection_dim)` (shared by all images and layers).
+        Returns:
+            `(B, L, 2, image_size, image_size)` softmax maps; channel 1 is the anomaly probability.
+        """
+        batch, num_layers, tokens = layer_features.shape[:3]
+        grid = self.grid_size
+        if tokens != 1 + grid * grid:
+            raise ValueError(
+                f"layer_features must hold 1 + {grid}x{grid} tokens per layer for image_size "
+                f"{self.config.image_size}, got {tokens}."
+            )
+        patch_embeds = torch.stack(
+            [projection(layer_features[:, index, 1:]) for index, projection in enumerate(self.patch_projections)],
+            dim=1,
+        )
+        patch_embeds = functional.normalize(patch_embeds, dim=-1)
+        text_embeds = text_embeds.expand(batch, num_layers, 2, -1) if text_embeds.ndim == 2 else text_embeds
+        logits = self.config.logit_scale * torch.einsum("blpd,blsd->blsp", patch_embeds, text_embeds)
+        logits = logits.reshape(batch * num_layers, 2, grid, grid)
+        size = self.config.image_size
+        logits = functional.interpolate(logits, size=(size, size), mode="bilinear", align_corners=False)
+        return logits.softmax(dim=1).reshape(batch, num_layers, 2, size, size)
+
+    def forward(
+        self,
+        pixel_values: torch.Tensor | None = None,
+        input_ids: torch.Tensor | None = None,
+        query_positions: torch.Tensor | None = None,
+        eot_positions: torch.Tensor | None = None,
+        masks: torch.Tensor | None = None,
+        return_query_maps: bool = False,
+        generic_input_ids: torch.Tensor | None = None,
+        generic_query_positions: torch.Tensor | None = None,
+        generic_eot_positions: torch.Tensor | None = None,
+        layer_features: torch.Tensor | None = None,
+        image_embeds: torch.Tensor | None = None,
+        return_image_embeds: bool | None = None,
+        **kwargs,
+    ) -> GenCLIPOutput:
+        r"""
+        Args:
+            pixel_values (`torch.FloatTensor` of shape `(B, 3, image_size, image_size)`):
+                Images prepared by [`GenCLIPProcessor`]. Not needed when `layer_features` is given.
+            input_ids (`torch.LongTensor` of shape `(B, 2, T)`):
+                Vision-enhanced prompt ids (normal, abnormal) for each image's class name.
+            query_positions, eot_positions (`torch.LongTensor` of shape `(B, 2)`):
+                First query slot and EOT position of each prompt.
+            masks (`torch.FloatTensor` of shape `(B, image_size, image_size)`, *optional*):
+                Binary ground truth; when given, the loss of Eq. 5 is returned.
+            return_query_maps (`bool`, defaults to `False`):
+                Also return the query-only branch maps; needs the `generic_*` inputs.
+            generic_input_ids (`torch.LongTensor` of shape `(1, 2, T')`), generic_query_positions,
+            generic_eot_positions (`(1, 2)`):
+                The query-only prompt pair (from the processor).
+            layer_features (`torch.FloatTensor` of shape `(B, L, 1 + H*W, vision_width)`, *optional*):
+                Precomputed frozen features (a feature cache) instead of `pixel_values`.
+            image_embeds (`torch.FloatTensor` of shape `(B, projection_dim)`, *optional*):
+                Precomputed CLIP image embeddings to pass through with `layer_features`.
+            return_image_embeds (`bool`, *optional*):
+                Compute the CLIP image embedding; defaults to `config.use_cnf`.
+        """
+        if layer_features is None:
+            if pixel_values is None:
+                raise ValueError("forward needs pixel_values of shape (B, 3, H, W) or precomputed layer_features.")
+            if return_image_embeds is None:
+                return_image_embeds = self.config.use_cnf
+            vision = self.encode_image(pixel_values, return_image_embeds=return_image_embeds)
+            layer_features, image_embeds = vision.layer_features, vision.image_embeds
+        if input_ids is None or query_positions is None or eot_positions is None:
+            raise ValueError("forward needs input_ids, query_positions and eot_positions from GenCLIPProcessor.")
+        self._check_prompt_inputs(layer_features.shape[0], input_ids, query_positions, eot_positions)
+        text_embeds = self.text_embeddings(layer_features, input_ids, query_positions, eot_positions)
+        layer_maps = self.score_maps(layer_features, text_embeds)
+
+        query_maps = None
+        if return_query_maps:
+            if generic_input_ids is None or generic_query_positions is None or generic_eot_positions is None:
+                raise ValueError(
+                    "return_query_maps=True needs generic_input_ids, generic_query_positions and "
+                    "generic_eot_positions from GenCLIPProcessor."
+                )
+            query_text = self.query_text_embeddings(generic_input_ids, generic_query_positions, generic_eot_positions)
+            query_maps = self.score_maps(layer_features, query_text)
+
+        loss = layer_loss = None
+        if masks is not None:
+            size = self.config.image_size
+            if masks.shape != (layer_maps.shape[0], size, size):
+                raise ValueError(
+                    f"masks must have shape (batch={layer_maps.shape[0]}, {size}, {size}), got {tuple(masks.shape)}."
+                )
+            loss, layer_loss = genclip_loss(layer_maps, masks, self.config.focal_gamma)
+        return GenCLIPOutput(
+            loss=loss,
+            layer_loss=layer_loss,
+            layer_maps=layer_maps,
+            query_maps=query_maps,
+            image_embeds=image_embeds,
+            text_embeds=text_embeds,
+        )
+
+    def _check_prompt_inputs(
+        self, batch: int, input_ids: torch.Tensor, query_positions: torch.Tensor, eot_positions: torch.Tensor
+    ) -> None:
+        if input_ids.ndim != 3 or input_ids.shape[:2] != (batch, 2):
+            raise ValueError(f"input_ids must have shape (batch={batch}, 2, T), got {tuple(input_ids.shape)}.")
+        for name, tensor in (("query_positions", query_positions), ("eot_positions", eot_positions)):
+            if tensor.shape != (batch, 2):
+                raise ValueError(f"{name} must have shape (batch={batch}, 2), got {tuple(tensor.shape)}.")
+        if int(eot_positions.max()) >= input_ids.shape[-1]:
+            raise ValueError(
+                f"eot_positions point past the end of input_ids (length {input_ids.shape[-1]}): "
+                f"max {int(eot_positions.max())}."
+            )
+
+
+__all__ = ["GenCLIPModel", "GenCLIPOutput", "GenCLIPPreTrainedModel", "GenCLIPVisionOutput"]

@@ -1,0 +1,217 @@
+"""GenCLIPConfig, GenCLIPModel and GenCLIPProcessor: features, training step, serialisation, bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from transformers import AutoConfig, AutoModel, AutoProcessor
+
+from genclip_hf import GenCLIPConfig, GenCLIPModel, GenCLIPProcessor
+from genclip_hf.testing import TINY_CLIP
+
+
+def sample_images() -> list[Image.Image]:
+    rng = np.random.default_rng(0)
+    return [
+        Image.fromarray(rng.integers(0, 255, (40, 70, 3), dtype=np.uint8)),
+        Image.fromarray(rng.integers(0, 255, (90, 50), dtype=np.uint8)),
+    ]
+
+
+def test_config_defaults_are_the_paper_setting():
+    config = GenCLIPConfig()
+    assert config.feature_layers == [6, 12, 18, 24]
+    assert config.image_size == 518
+    assert config.clip_config.vision_config.num_hidden_layers == 24
+    assert config.clip_config.vision_config.hidden_size == 1024
+    assert config.clip_config.projection_dim == 768
+    assert (config.n_state_tokens, config.n_query_tokens, config.text_prompt_length) == (1, 2, 1)
+    assert config.deep_prompt_depth == 12
+    assert (config.alpha, config.sigma, config.top_n1, config.top_n2) == (0.8, 9.0, 500, 2500)
+    assert config.logit_scale == pytest.approx(1 / 0.07)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field"),
+    [
+        ({"feature_layers": [6, 25]}, "feature_layers"),
+        ({"feature_layers": []}, "feature_layers"),
+        ({"alpha": 1.5}, "alpha"),
+        ({"alpha": -0.1}, "alpha"),
+        ({"sigma": -1.0}, "sigma"),
+        ({"top_n1": 3000}, "top_n1"),
+        ({"n_query_tokens": 0}, "n_query_tokens"),
+        ({"text_prompt_depth": 13}, "text_prompt_depth"),
+        ({"image_size": 10}, "image_size"),
+        ({"generic_term": "  "}, "generic_term"),
+    ],
+)
+def test_invalid_config_values_name_the_field(overrides, field):
+    with pytest.raises(ValueError, match=field):
+        GenCLIPConfig(**overrides)
+
+
+def test_layer_features_and_image_embeds_match_stock_clip(tiny_model, tiny_processor):
+    inputs = tiny_processor(images=sample_images(), class_names="pcb")
+    with torch.no_grad():
+        vision = tiny_model.encode_image(inputs["pixel_values"])
+        stock = tiny_model.clip.vision_model(
+            inputs["pixel_values"], interpolate_pos_encoding=True, output_hidden_states=True
+        )
+        stock_embeds = tiny_model.clip.get_image_features(inputs["pixel_values"], interpolate_pos_encoding=True)
+    assert vision.layer_features.shape == (2, 3, 1 + 64, 48)
+    for index, layer in enumerate(tiny_model.config.feature_layers):
+        assert torch.allclose(vision.layer_features[:, index], stock.hidden_states[layer], atol=1e-5)
+    assert torch.allclose(vision.image_embeds, stock_embeds.pooler_output, atol=1e-5)
+
+
+def test_vision_pass_stops_after_the_last_needed_layer(tiny_model, tiny_processor):
+    calls = []
+    hook = tiny_model.clip.vision_model.encoder.layers[3].register_forward_hook(lambda *_: calls.append(1))
+    inputs = tiny_processor(images=sample_images()[:1])
+    tiny_model.config.feature_layers = [1, 2, 3]
+    tiny_model.encode_image(inputs["pixel_values"], return_image_embeds=False)
+    assert calls == []
+    tiny_model.encode_image(inputs["pixel_values"], return_image_embeds=True)
+    assert calls == [1]
+    hook.remove()
+
+
+def test_forward_outputs_shapes_and_probabilities(tiny_model, tiny_processor):
+    inputs = tiny_processor(images=sample_images(), class_names=["pcb", "pipe fryum"])
+    with torch.no_grad():
+        output = tiny_model(**inputs, return_query_maps=True)
+    assert output.layer_maps.shape == (2, 3, 2, 64, 64)
+    assert output.query_maps.shape == (2, 3, 2, 64, 64)
+    assert output.image_embeds.shape == (2, 32)
+    assert output.text_embeds.shape == (2, 3, 2, 32)
+    assert output.loss is None
+    assert torch.allclose(output.layer_maps.sum(dim=2), torch.ones(2, 3, 64, 64), atol=1e-5)
+    # The query branch does not depend on the image or the class name: its text is shared.
+    query_text = tiny_model.query_text_embeddings(
+        inputs["generic_input_ids"], inputs["generic_query_positions"], inputs["generic_eot_positions"]
+    )
+    assert torch.allclose(
+        tiny_model.score_maps(tiny_model.encode_image(inputs["pixel_values"]).layer_features, query_text),
+        output.query_maps,
+        atol=1e-6,
+    )
+
+
+def test_vision_prompts_switch_changes_only_the_vision_branch(tiny_model, tiny_processor):
+    inputs = tiny_processor(images=sample_images(), class_names="pcb")
+    with torch.no_grad():
+        with_mvp = tiny_model(**inputs).text_embeds
+        tiny_model.config.use_vision_prompts = False
+        without = tiny_model(**inputs).text_embeds
+    assert not torch.allclose(with_mvp, without)
+    assert torch.allclose(without[0], without[1], atol=1e-6)
+    assert torch.allclose(without[:, 0], without[:, 2], atol=1e-6)
+
+
+def test_training_step_updates_exactly_the_learnable_parameters(tiny_model, tiny_processor):
+    model = tiny_model.train()
+    clip_before = {name: tensor.clone() for name, tensor in model.clip.state_dict().items()}
+    learnable_before = {name: p.detach().clone() for name, p in model.named_parameters() if p.requires_grad}
+    expected = {
+        "prompt_learner.normal_state_tokens",
+        "prompt_learner.abnormal_state_tokens",
+        "prompt_learner.query_tokens",
+        "prompt_learner.deep_text_prompts",
+    }
+    expected |= {f"prompt_learner.vision_prompt_projections.{i}.{p}" for i in range(3) for p in ("weight", "bias")}
+    expected |= {f"patch_projections.{i}.{p}" for i in range(3) for p in ("weight", "bias")}
+    assert set(learnable_before) == expected
+    mask = np.zeros((40, 70), dtype=np.uint8)
+    mask[10:20, 30:50] = 255
+    inputs = tiny_processor(images=sample_images(), class_names="pcb", masks=[mask, None])
+    assert inputs["masks"].shape == (2, 64, 64) and inputs["masks"][1].sum() == 0
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    output = model(**inputs)
+    assert output.loss.ndim == 0 and output.layer_loss.shape == (3,)
+    output.loss.backward()
+    with_grad = {name for name, p in model.named_parameters() if p.grad is not None and p.grad.abs().sum() > 0}
+    assert with_grad == expected
+    optimizer.step()
+    for name, tensor in model.clip.state_dict().items():
+        assert torch.equal(tensor, clip_before[name]), name
+    for name, parameter in model.named_parameters():
+        if parameter.requires_grad:
+            assert not torch.equal(parameter, learnable_before[name]), name
+    assert not model.clip.training
+
+
+def test_query_text_cache_follows_parameter_updates(tiny_model, tiny_processor):
+    inputs = tiny_processor(images=sample_images()[:1])
+    generic = (
+        inputs["generic_input_ids"],
+        inputs["generic_query_positions"],
+        inputs["generic_eot_positions"],
+    )
+    with torch.no_grad():
+        first = tiny_model.query_text_embeddings(*generic)
+        assert tiny_model.query_text_embeddings(*generic) is first
+        tiny_model.prompt_learner.query_tokens.add_(1.0)
+        second = tiny_model.query_text_embeddings(*generic)
+    assert not torch.allclose(first, second)
+
+
+def test_save_and_load_round_trip_is_identical_and_pickle_free(tiny_model, tiny_processor, tmp_path):
+    import genclip_hf  # noqa: F401  (registers the auto classes)
+
+    tiny_model.save_pretrained(tmp_path)
+    tiny_processor.save_pretrained(tmp_path)
+    files = {path.name for path in tmp_path.iterdir()}
+    assert "model.safetensors" in files
+    assert not [name for name in files if name.endswith((".bin", ".pt", ".pth", ".pkl", ".ckpt"))]
+    loaded = AutoModel.from_pretrained(tmp_path).eval()
+    assert isinstance(loaded, GenCLIPModel)
+    assert isinstance(AutoConfig.from_pretrained(tmp_path), GenCLIPConfig)
+    processor = AutoProcessor.from_pretrained(tmp_path)
+    assert isinstance(processor, GenCLIPProcessor)
+    assert processor.image_size == 64 and processor.n_query_tokens == 2
+    inputs = tiny_processor(images=sample_images(), class_names="pcb")
+    reloaded_inputs = processor(images=sample_images(), class_names="pcb")
+    for key, value in inputs.items():
+        assert torch.equal(value, reloaded_inputs[key]), key
+    with torch.no_grad():
+        before = tiny_model(**inputs, return_query_maps=True)
+        after = loaded(**reloaded_inputs, return_query_maps=True)
+    assert torch.equal(before.layer_maps, after.layer_maps)
+    assert torch.equal(before.query_maps, after.query_maps)
+    for name, tensor in tiny_model.state_dict().items():
+        assert torch.equal(tensor, loaded.state_dict()[name]), name
+
+
+def test_bad_inputs_name_the_argument_and_expected_shape(tiny_model, tiny_processor):
+    with pytest.raises(ValueError, match=r"images\[0\].*\(H, W, C\)"):
+        tiny_processor(images=[np.zeros((20, 20, 2), dtype=np.uint8)])
+    with pytest.raises(ValueError, match=r"masks\[0\].*\(40, 70\)"):
+        tiny_processor(images=sample_images(), masks=[np.zeros((10, 10)), None])
+    with pytest.raises(ValueError, match=r"masks must hold one mask per image"):
+        tiny_processor(images=sample_images(), masks=[None])
+    with pytest.raises(ValueError, match="class_names.*empty list"):
+        tiny_processor(images=sample_images(), class_names=[])
+    with pytest.raises(ValueError, match=r"class_names\[1\]"):
+        tiny_processor(images=sample_images(), class_names=["pcb", " "])
+    inputs = tiny_processor(images=sample_images())
+    with pytest.raises(ValueError, match=r"pixel_values.*\(batch, 3, 64, 64\)"):
+        tiny_model(**{**inputs, "pixel_values": inputs["pixel_values"][:, :2]})
+    with pytest.raises(ValueError, match=r"masks must have shape \(batch=2, 64, 64\)"):
+        tiny_model(**inputs, masks=torch.zeros(2, 32, 32))
+
+
+def test_processor_converts_sixteen_bit_grayscale_and_rgba(tiny_processor):
+    sixteen = Image.fromarray(np.full((30, 30), 65535, dtype=np.uint16))
+    rgba = Image.fromarray(np.full((30, 30, 4), 255, dtype=np.uint8))
+    pixels = tiny_processor(images=[sixteen, rgba])["pixel_values"]
+    assert torch.allclose(pixels[0], pixels[1], atol=1e-4)
+
+
+def test_model_builds_from_a_config_without_download():
+    torch.manual_seed(0)
+    model = GenCLIPModel(GenCLIPConfig(clip_config=TINY_CLIP, feature_layers=[2, 4], image_size=72))
+    assert model.grid_size == 9
+    assert sum(p.numel() for p in model.parameters() if p.requires_grad) > 0
