@@ -1,0 +1,27 @@
+"""Benchmarks and users' folders as `datasets.Dataset`s of one schema, Parquet export, synthetic data.
+
+Schema (see `schema.FEATURES`): `image` (RGB), `mask` ("L", 0 normal / 255 anomalous pixel, all-zero
+for normal images), `label` (0 normal / 1 anomalous), `class_name`, `defect_type`, `image_path`.
+"""
+
+from .benchmarks import BENCHMARKS, load_benchmark
+from .export import export_parquet, push_to_hub
+from .folders import load_folder, load_meta_json
+from .schema import ANOMALOUS, FEATURES, NORMAL
+from .summary import format_summary, summarize
+from .synthetic import write_synthetic_benchmark
+
+__all__ = [
+    "ANOMALOUS",
+    "BENCHMARKS",
+    "FEATURES",
+    "NORMAL",
+    "export_parquet",
+    "format_summary",
+    "load_benchmark",
+    "load_folder",
+    "load_meta_json",
+    "push_to_hub",
+    "summarize",
+    "write_synthetic_benchmark",
+]
