@@ -33,9 +33,6 @@ def tokenizer_dir() -> Path:
     return _require(TOKENIZER_DIR)
 
 
-TINY_OVERRIDES = {"feature_layers": [1, 2, 4], "image_size": 64, "top_n1": 20, "top_n2": 100, "sigma": 1.0}
-
-
 @pytest.fixture(scope="session")
 def tiny_clip_dir(tmp_path_factory: pytest.TempPathFactory, tokenizer_dir: Path) -> Path:
     """A random tiny CLIP checkpoint with the real CLIP tokenizer."""
@@ -50,9 +47,10 @@ def tiny_model(tiny_clip_dir: Path):
     import torch
 
     from genclip_hf import GenCLIPModel
+    from genclip_hf.testing import TINY_GENCLIP_OVERRIDES
 
     torch.manual_seed(0)
-    return GenCLIPModel.from_clip(str(tiny_clip_dir), **TINY_OVERRIDES).eval()
+    return GenCLIPModel.from_clip(str(tiny_clip_dir), **TINY_GENCLIP_OVERRIDES).eval()
 
 
 @pytest.fixture
@@ -60,3 +58,11 @@ def tiny_processor(tiny_clip_dir: Path, tiny_model):
     from genclip_hf import GenCLIPProcessor
 
     return GenCLIPProcessor.from_clip(str(tiny_clip_dir), config=tiny_model.config)
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint_dir(tmp_path_factory: pytest.TempPathFactory, tokenizer_dir: Path) -> Path:
+    """A saved untrained tiny GenCLIP checkpoint (model, processor and Hub code)."""
+    from genclip_hf.testing import save_random_genclip
+
+    return save_random_genclip(tmp_path_factory.mktemp("tiny-genclip"), tokenizer_dir)

@@ -54,8 +54,70 @@ def _run_data_convert(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_switch_arguments(parser: argparse.ArgumentParser) -> None:
+    """The paper's inference ablation switches (default: the model's config)."""
+    switches = parser.add_argument_group("ablation switches (default: the model config)")
+    switches.add_argument("--cnf", dest="use_cnf", action=argparse.BooleanOptionalAction, default=None)
+    switches.add_argument(
+        "--query-branch", dest="use_query_branch", action=argparse.BooleanOptionalAction, default=None
+    )
+    switches.add_argument(
+        "--vision-prompts", dest="use_vision_prompts", action=argparse.BooleanOptionalAction, default=None
+    )
+    switches.add_argument("--feature-layers", type=int, nargs="+", help="a subset of the trained feature layers")
+    switches.add_argument("--generic-term", help='CNF replacement term, e.g. "object"')
+    switches.add_argument("--alpha", type=float, help="weight of the vision-enhanced branch (Eq. 8)")
+    switches.add_argument("--sigma", type=float, help="Gaussian smoothing sigma in pixels (Eq. 8)")
+
+
+def _switches(args: argparse.Namespace) -> dict:
+    names = ("use_cnf", "use_query_branch", "use_vision_prompts", "feature_layers", "generic_term", "alpha", "sigma")
+    return {name: getattr(args, name) for name in names if getattr(args, name) is not None}
+
+
+def _add_predict_command(subparsers: argparse._SubParsersAction) -> None:
+    """`genclip predict`: anomaly scores and heatmaps for image files and folders."""
+    predict = subparsers.add_parser("predict", help="anomaly scores and heatmaps for images and folders")
+    predict.add_argument("paths", nargs="+", help="image files or folders (walked recursively; masks skipped)")
+    predict.add_argument("--model", required=True, help="GenCLIP checkpoint: Hub id or local folder")
+    predict.add_argument("--out", required=True, help="output folder (heatmaps/, scores.csv, scores.json, index.html)")
+    predict.add_argument("--class-name", help="class name of the images (default: the generic term)")
+    predict.add_argument("--threshold", type=float, help="pixel threshold: draw the predicted mask contour")
+    predict.add_argument("--batch-size", type=int, default=1, help="images per forward pass (default: 1)")
+    predict.add_argument("--device", help='e.g. "cpu", "cuda", "cuda:1" (default: transformers picks)')
+    _add_switch_arguments(predict)
+    predict.set_defaults(handler=_run_predict)
+
+
+def _run_predict(args: argparse.Namespace) -> int:
+    from .predict import ModelUnavailableError, find_images, load_detector, predict_files
+
+    try:
+        images = find_images(args.paths)
+        detector = load_detector(args.model, device=args.device)
+    except (FileNotFoundError, ModelUnavailableError) as error:
+        print(f"genclip predict: {error}", file=sys.stderr)
+        return 2
+    if not images:
+        print(f"genclip predict: no images found under {' '.join(args.paths)}", file=sys.stderr)
+        return 2
+    report = predict_files(
+        detector,
+        images,
+        args.out,
+        class_name=args.class_name,
+        threshold=args.threshold,
+        batch_size=args.batch_size,
+        **_switches(args),
+    )
+    print(f"{len(report.rows)} images scored, {len(report.failures)} failed; see {report.out_dir / 'index.html'}")
+    for failure in report.failures:
+        print(f"failed: {failure['image']}: {failure['error']}", file=sys.stderr)
+    return 1 if report.failures else 0
+
+
 # Each entry adds one sub-command to the parser and sets `handler` (args -> exit status).
-_COMMANDS: list = [_add_data_command]
+_COMMANDS: list = [_add_predict_command, _add_data_command]
 
 
 if __name__ == "__main__":

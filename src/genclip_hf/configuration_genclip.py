@@ -27,6 +27,18 @@ CLIP_VIT_L_14_336 = {
     },
 }
 
+# Written into every saved config.json so that `pipeline(..., trust_remote_code=True)` finds the pipeline code that
+# `GenCLIPModel.save_pretrained` copies beside the weights.
+HUB_CUSTOM_PIPELINES = {
+    "anomaly-detection": {
+        "impl": "pipeline_anomaly_detection.AnomalyDetectionPipeline",
+        "pt": ["AutoModel"],
+        "tf": [],
+        "type": "multimodal",
+    }
+}
+INSTALLED_PACKAGE = __name__.startswith("genclip_hf.")
+
 
 @strict
 class GenCLIPConfig(PreTrainedConfig):
@@ -110,6 +122,10 @@ class GenCLIPConfig(PreTrainedConfig):
     score_threshold: float | None = None
 
     def __post_init__(self, **kwargs):
+        if INSTALLED_PACKAGE:
+            # The installed package registers the task itself; a custom_pipelines entry would make
+            # `pipeline("anomaly-detection", model=...)` demand trust_remote_code.
+            kwargs.pop("custom_pipelines", None)
         super().__post_init__(**kwargs)
         self.feature_layers = [int(layer) for layer in self.feature_layers]
         self._check_fields()
@@ -150,6 +166,12 @@ class GenCLIPConfig(PreTrainedConfig):
         for name in ("normal_state_word", "abnormal_state_word", "generic_term"):
             if not getattr(self, name).strip():
                 raise ValueError(f"{name} must be a non-empty word, got {getattr(self, name)!r}.")
+
+    def to_dict(self) -> dict:
+        """Serialise, adding the Hub pipeline entry (see `HUB_CUSTOM_PIPELINES`)."""
+        output = super().to_dict()
+        output["custom_pipelines"] = HUB_CUSTOM_PIPELINES
+        return output
 
     @property
     def num_feature_layers(self) -> int:

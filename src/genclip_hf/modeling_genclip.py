@@ -8,6 +8,7 @@ import torch
 from torch import nn
 from torch.nn import functional
 from transformers import CLIPModel, PreTrainedModel
+from transformers.dynamic_module_utils import custom_object_save
 from transformers.utils import ModelOutput
 
 from .configuration_genclip import GenCLIPConfig
@@ -110,6 +111,14 @@ class GenCLIPModel(GenCLIPPreTrainedModel):
         config = GenCLIPConfig(clip_config=clip.config, **config_overrides)
         return cls(config, clip_model=clip)
 
+    def save_pretrained(self, save_directory, *args, **kwargs) -> None:
+        """Save weights (safetensors) and config; for Hub use, also the pipeline code beside the modeling code."""
+        super().save_pretrained(save_directory, *args, **kwargs)
+        if self._auto_class is not None:
+            from .pipeline_anomaly_detection import AnomalyDetectionPipeline
+
+            custom_object_save(AnomalyDetectionPipeline, save_directory)
+
     def train(self, mode: bool = True) -> GenCLIPModel:
         """Set training mode on the learnable parts; the frozen CLIP stays in eval mode."""
         super().train(mode)
@@ -165,6 +174,7 @@ class GenCLIPModel(GenCLIPPreTrainedModel):
         input_ids: torch.Tensor,
         query_positions: torch.Tensor,
         eot_positions: torch.Tensor,
+        use_vision_prompts: bool | None = None,
     ) -> torch.Tensor:
         """Text embeddings `F_T^i` of the vision-enhanced prompts (Eqs. 1-2 and the text path).
 
@@ -172,11 +182,14 @@ class GenCLIPModel(GenCLIPPreTrainedModel):
             layer_features: `(B, L, 1 + H*W, vision_width)`.
             input_ids: `(B, 2, T)` prompt ids of each image's class name (normal, abnormal).
             query_positions, eot_positions: `(B, 2)` slot positions from the processor.
+            use_vision_prompts: add the vision prompts V_P (MVP); defaults to `config.use_vision_prompts`.
         Returns:
             `(B, L, 2, projection_dim)` normalised text embeddings.
         """
+        if use_vision_prompts is None:
+            use_vision_prompts = self.config.use_vision_prompts
         batch, num_layers = layer_features.shape[:2]
-        vision_prompts = self.prompt_learner.vision_prompts(layer_features) if self.config.use_vision_prompts else None
+        vision_prompts = self.prompt_learner.vision_prompts(layer_features) if use_vision_prompts else None
         query_embeds = self.prompt_learner.query_prompts(vision_prompts, (batch, num_layers))
 
         def per_layer(tensor: torch.Tensor) -> torch.Tensor:

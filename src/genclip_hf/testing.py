@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+import tempfile
 from pathlib import Path
 
 import torch
@@ -32,6 +34,9 @@ TINY_CLIP = {
 
 CLIP_ARCHITECTURES = {"tiny": TINY_CLIP, "vit-l-14-336": CLIP_VIT_L_14_336}
 
+# GenCLIP settings scaled to the tiny CLIP: 3 of its 4 layers, 64 px input (8x8 grid), N1/N2 and sigma to match.
+TINY_GENCLIP_OVERRIDES = {"feature_layers": [1, 2, 4], "image_size": 64, "top_n1": 20, "top_n2": 100, "sigma": 1.0}
+
 
 def save_random_clip(
     output_dir: str | Path, tokenizer_path: str | Path, architecture: str | dict = "tiny", seed: int = 0
@@ -59,4 +64,54 @@ def save_random_clip(
     return output_dir
 
 
-__all__ = ["CLIP_ARCHITECTURES", "TINY_CLIP", "save_random_clip"]
+def save_random_genclip(
+    output_dir: str | Path,
+    tokenizer_path: str | Path,
+    architecture: str | dict = "tiny",
+    seed: int = 0,
+    **config_overrides,
+) -> Path:
+    """Write an untrained GenCLIP checkpoint (model, processor and Hub code) on a random CLIP to `output_dir`.
+
+    Its scores and maps mean nothing: it exists so that tests, CI and demos exercise the real code paths offline.
+    The tiny architecture defaults to `TINY_GENCLIP_OVERRIDES`.
+    """
+    from .modeling_genclip import GenCLIPModel
+    from .processing_genclip import GenCLIPProcessor
+
+    output_dir = Path(output_dir)
+    if architecture == "tiny":
+        config_overrides = {**TINY_GENCLIP_OVERRIDES, **config_overrides}
+    with tempfile.TemporaryDirectory() as clip_dir:
+        save_random_clip(clip_dir, tokenizer_path, architecture, seed)
+        torch.manual_seed(seed)
+        model = GenCLIPModel.from_clip(clip_dir, **config_overrides)
+        processor = GenCLIPProcessor.from_clip(clip_dir, config=model.config)
+    model.save_pretrained(output_dir)
+    processor.save_pretrained(output_dir)
+    return output_dir
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m genclip_hf.testing --out DIR --tokenizer PATH`: write a tiny untrained checkpoint for CI/demos."""
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--out", required=True, help="checkpoint folder to write")
+    parser.add_argument("--tokenizer", required=True, help="CLIP tokenizer folder or Hub id")
+    parser.add_argument("--architecture", default="tiny", choices=sorted(CLIP_ARCHITECTURES))
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    print(save_random_genclip(args.out, args.tokenizer, args.architecture, args.seed))
+    return 0
+
+
+__all__ = [
+    "CLIP_ARCHITECTURES",
+    "TINY_CLIP",
+    "TINY_GENCLIP_OVERRIDES",
+    "save_random_clip",
+    "save_random_genclip",
+]
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,181 @@
+"""The "anomaly-detection" pipeline: outputs, switches, batching, and loading with trust_remote_code."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+from PIL import Image
+from transformers import pipeline
+
+import genclip_hf  # noqa: F401  (registers the task)
+from genclip_hf import AnomalyDetectionPipeline
+
+
+@pytest.fixture
+def detector(tiny_checkpoint_dir):
+    return pipeline("anomaly-detection", model=str(tiny_checkpoint_dir))
+
+
+def images() -> list:
+    rng = np.random.default_rng(1)
+    return [
+        Image.fromarray(rng.integers(0, 255, (45, 120, 3), dtype=np.uint8)),
+        rng.random((90, 33)),
+        Image.fromarray(rng.integers(0, 255, (64, 64, 4), dtype=np.uint8), mode="RGBA"),
+    ]
+
+
+def test_outputs_at_the_original_size_for_non_square_inputs(detector):
+    assert isinstance(detector, AnomalyDetectionPipeline)
+    results = detector(images(), class_name="pcb1", threshold=1.5)
+    assert [r["anomaly_map"].shape for r in results] == [(45, 120), (90, 33), (64, 64)]
+    for result in results:
+        assert result["anomaly_map"].dtype == np.float32
+        assert isinstance(result["score"], float)
+        assert result["label"] in ("anomalous", "normal")
+        assert result["mask"].shape == result["anomaly_map"].shape and result["mask"].dtype == bool
+    single = detector(images()[0])
+    assert isinstance(single, dict) and "mask" not in single
+
+
+def test_score_does_not_depend_on_the_input_resolution(detector):
+    """Smoothing and scoring run at the model resolution; only the returned map follows the input size."""
+    colour = np.array([90, 140, 200], dtype=np.uint8)
+    scores = [detector(np.tile(colour, (height, width, 1)))["score"] for height, width in ((64, 64), (300, 120))]
+    assert scores[0] == pytest.approx(scores[1], rel=1e-5)
+
+
+def test_batching_gives_the_same_results_as_one_by_one(detector):
+    one_by_one = detector(images(), class_name=["pcb", "candle", "02"], batch_size=1)
+    batched = detector(images(), class_name=["pcb", "candle", "02"], batch_size=3)
+    for first, second in zip(one_by_one, batched, strict=True):
+        assert first["score"] == pytest.approx(second["score"], rel=1e-5)
+        assert np.allclose(first["anomaly_map"], second["anomaly_map"], atol=1e-5)
+        assert first["class_name"] == second["class_name"]
+
+
+def test_label_follows_the_score_threshold(detector):
+    result = detector(images()[0])
+    assert detector(images()[0], score_threshold=result["score"] - 1e-3)["label"] == "anomalous"
+    assert detector(images()[0], score_threshold=result["score"] + 1e-3)["label"] == "normal"
+
+
+def test_query_branch_off_equals_alpha_one(detector):
+    off = detector(images()[0], use_query_branch=False)
+    alpha_one = detector(images()[0], alpha=1.0)
+    fused = detector(images()[0])
+    assert off["score"] == pytest.approx(alpha_one["score"], rel=1e-6)
+    assert not np.allclose(off["anomaly_map"], fused["anomaly_map"])
+
+
+def test_switches_change_the_result(detector):
+    base = detector(images()[0], class_name="pcb")
+    for switch in (
+        {"use_vision_prompts": False},
+        {"feature_layers": [2, 4]},
+        {"sigma": 0.0},
+        {"alpha": 0.3},
+    ):
+        changed = detector(images()[0], class_name="pcb", **switch)
+        assert not np.allclose(changed["anomaly_map"], base["anomaly_map"]), switch
+    no_cnf = detector(images()[0], class_name="pcb2", use_cnf=False)
+    assert no_cnf["class_name"] == "pcb2"
+
+
+def test_cnf_uses_the_generic_term_of_the_call(detector):
+    result = detector(images()[0], class_name="02", generic_term="product")
+    assert result["class_name"] == "product"
+
+
+def test_invalid_arguments_are_named(detector):
+    with pytest.raises(ValueError, match="feature_layers must be a non-empty subset"):
+        detector(images()[0], feature_layers=[3])
+    with pytest.raises(ValueError, match="alpha must be in"):
+        detector(images()[0], alpha=2.0)
+    with pytest.raises(ValueError, match="class_name must be one name or one per image"):
+        detector(images(), class_name=["a", "b"])
+    with pytest.raises(TypeError, match="Unknown anomaly-detection argument"):
+        detector(images()[0], colour="red")
+    with pytest.raises(ValueError, match=r"images\[0\]"):
+        detector(np.zeros((10, 10, 2)))
+
+
+def test_hub_folder_holds_code_and_config_entries(tiny_checkpoint_dir):
+    files = set(os.listdir(tiny_checkpoint_dir))
+    assert {"config.json", "model.safetensors", "processor_config.json", "modeling_genclip.py"} <= files
+    assert {"configuration_genclip.py", "processing_genclip.py", "pipeline_anomaly_detection.py"} <= files
+    config = json.loads((tiny_checkpoint_dir / "config.json").read_text())
+    assert config["auto_map"] == {
+        "AutoConfig": "configuration_genclip.GenCLIPConfig",
+        "AutoModel": "modeling_genclip.GenCLIPModel",
+    }
+    assert config["custom_pipelines"]["anomaly-detection"]["impl"] == (
+        "pipeline_anomaly_detection.AnomalyDetectionPipeline"
+    )
+    processor_config = json.loads((tiny_checkpoint_dir / "processor_config.json").read_text())
+    assert processor_config["auto_map"]["AutoProcessor"] == "processing_genclip.GenCLIPProcessor"
+
+
+REMOTE_SCRIPT = textwrap.dedent(
+    """
+    import json, sys
+    import numpy as np
+
+    class BlockGenclip:
+        def find_spec(self, name, path=None, target=None):
+            if name == "genclip_hf" or name.startswith("genclip_hf."):
+                raise ImportError("genclip_hf is not importable in this process")
+
+    sys.meta_path.insert(0, BlockGenclip())
+    from transformers import pipeline
+
+    detector = pipeline("anomaly-detection", model=sys.argv[1], trust_remote_code=True)
+    result = detector(np.random.default_rng(1).integers(0, 255, (45, 120, 3), dtype=np.uint8), class_name="pcb1")
+    assert "genclip_hf" not in sys.modules
+    print(json.dumps({"module": type(detector).__module__, "score": result["score"],
+                      "shape": list(result["anomaly_map"].shape)}))
+    """
+)
+
+
+def test_trust_remote_code_works_without_the_package(tiny_checkpoint_dir, tmp_path):
+    script = tmp_path / "remote.py"
+    script.write_text(REMOTE_SCRIPT)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_MODULES_CACHE": str(tmp_path / "modules")}
+    completed = subprocess.run(
+        [sys.executable, str(script), str(tiny_checkpoint_dir)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=300,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    remote = json.loads(completed.stdout.strip().splitlines()[-1])
+    assert remote["module"].startswith("transformers_modules.")
+    assert remote["shape"] == [45, 120]
+    local = pipeline("anomaly-detection", model=str(tiny_checkpoint_dir))
+    image = np.random.default_rng(1).integers(0, 255, (45, 120, 3), dtype=np.uint8)
+    assert remote["score"] == pytest.approx(local(image, class_name="pcb1")["score"], rel=1e-5)
+
+
+def test_query_text_is_computed_once_per_model(detector):
+    calls = []
+    original = detector.model.prompt_learner.encode
+
+    def counting_encode(clip, input_ids, *args, **kwargs):
+        calls.append(input_ids.shape[0])
+        return original(clip, input_ids, *args, **kwargs)
+
+    detector.model.prompt_learner.encode = counting_encode
+    detector(images()[0])
+    detector(images()[1])
+    detector.model.prompt_learner.encode = original
+    # Vision-enhanced prompts run per image (one pair per feature layer); the query-only pair runs once.
+    assert calls == [3, 1, 3]
