@@ -42,6 +42,9 @@ def test_outputs_at_the_original_size_for_non_square_inputs(detector):
         assert result["mask"].shape == result["anomaly_map"].shape and result["mask"].dtype == bool
     single = detector(images()[0])
     assert isinstance(single, dict) and "mask" not in single
+    at_model_size = detector(images()[0], map_at_model_size=True)
+    assert at_model_size["anomaly_map"].shape == (64, 64)
+    assert at_model_size["score"] == single["score"]
 
 
 def test_score_does_not_depend_on_the_input_resolution(detector):

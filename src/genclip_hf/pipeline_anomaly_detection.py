@@ -40,6 +40,8 @@ class AnomalyDetectionPipeline(Pipeline):
         score_threshold: image score from which the label is "anomalous"; defaults to `config.score_threshold`
             (half the number of feature layers when unset).
         batch_size: images per forward pass.
+        map_at_model_size: return the anomaly map at `image_size` x `image_size` instead of the original size (the
+            evaluation protocol scores maps at the model resolution).
         use_cnf, use_query_branch, use_vision_prompts, feature_layers (a subset of the trained layers),
         generic_term, alpha, sigma: the paper's ablation switches; default to the model config.
 
@@ -58,12 +60,20 @@ class AnomalyDetectionPipeline(Pipeline):
         self._class_name_filters: dict[str, ClassNameFilter] = {}
 
     def _sanitize_parameters(
-        self, threshold: float | None = None, score_threshold: float | None = None, **switches: Any
+        self,
+        threshold: float | None = None,
+        score_threshold: float | None = None,
+        map_at_model_size: bool = False,
+        **switches: Any,
     ) -> tuple[dict, dict, dict]:
         unknown = set(switches) - set(SWITCHES)
         if unknown:
             raise TypeError(f"Unknown anomaly-detection argument(s) {sorted(unknown)}; expected one of {SWITCHES}.")
-        postprocess_params = {"threshold": threshold, "score_threshold": score_threshold}
+        postprocess_params = {
+            "threshold": threshold,
+            "score_threshold": score_threshold,
+            "map_at_model_size": map_at_model_size,
+        }
         forward_params = {name: value for name, value in switches.items() if value is not None}
         return {}, forward_params, postprocess_params
 
@@ -173,7 +183,11 @@ class AnomalyDetectionPipeline(Pipeline):
         }
 
     def postprocess(
-        self, model_outputs: dict[str, Any], threshold: float | None = None, score_threshold: float | None = None
+        self,
+        model_outputs: dict[str, Any],
+        threshold: float | None = None,
+        score_threshold: float | None = None,
+        map_at_model_size: bool = False,
     ) -> list[dict[str, Any]]:
         if score_threshold is None:
             score_threshold = self.model.config.image_score_threshold
@@ -185,7 +199,9 @@ class AnomalyDetectionPipeline(Pipeline):
             model_outputs["original_sizes"],
             strict=True,
         ):
-            anomaly_map = resize_map(segmentation.float(), tuple(size)).numpy().astype(np.float32)
+            if not map_at_model_size:
+                segmentation = resize_map(segmentation.float(), tuple(size))
+            anomaly_map = segmentation.float().numpy().astype(np.float32)
             result = {
                 "score": float(score),
                 "label": "anomalous" if score >= score_threshold else "normal",
