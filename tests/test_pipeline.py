@@ -94,6 +94,7 @@ def test_switches_change_the_result(detector):
 def test_cnf_uses_the_generic_term_of_the_call(detector):
     result = detector(images()[0], class_name="02", generic_term="product")
     assert result["class_name"] == "product"
+    assert detector(images()[0], generic_term="item")["class_name"] == "item"
 
 
 def test_invalid_arguments_are_named(detector):
@@ -101,7 +102,7 @@ def test_invalid_arguments_are_named(detector):
         detector(images()[0], feature_layers=[3])
     with pytest.raises(ValueError, match="alpha must be in"):
         detector(images()[0], alpha=2.0)
-    with pytest.raises(ValueError, match="class_name must be one name or one per image"):
+    with pytest.raises(ValueError, match=r"class_name must hold 1 or 3 names"):
         detector(images(), class_name=["a", "b"])
     with pytest.raises(TypeError, match="Unknown anomaly-detection argument"):
         detector(images()[0], colour="red")

@@ -89,9 +89,11 @@ class AnomalyDetectionPipeline(Pipeline):
         image_list = [images] if single else list(images)
         if not image_list:
             raise ValueError("images must hold at least one image, got an empty list.")
-        class_names = self._class_names_per_image(class_name, len(image_list))
         _, forward_params, postprocess_params = self._sanitize_parameters(**kwargs)
         forward_params = {**self._forward_params, **forward_params}
+        if class_name is None:
+            class_name = forward_params.get("generic_term", self.model.config.generic_term)
+        class_names = self.processor.expand_class_names(class_name, len(image_list), argument="class_name")
         postprocess_params = {**self._postprocess_params, **postprocess_params}
         batch_size = batch_size or self._batch_size or 1
         results: list[dict] = []
@@ -102,19 +104,6 @@ class AnomalyDetectionPipeline(Pipeline):
             model_outputs = self.forward(model_inputs, **forward_params)
             results.extend(self.postprocess(model_outputs, **postprocess_params))
         return results[0] if single else results
-
-    def _class_names_per_image(self, class_name: str | Sequence[str] | None, count: int) -> list[str]:
-        if class_name is None:
-            return [self.model.config.generic_term] * count
-        names = [class_name] if isinstance(class_name, str) else list(class_name)
-        if len(names) == 1:
-            names = names * count
-        if len(names) != count:
-            raise ValueError(f"class_name must be one name or one per image ({count}), got {len(names)} names.")
-        for index, name in enumerate(names):
-            if not isinstance(name, str) or not name.strip():
-                raise ValueError(f"class_name[{index}] must be a non-empty string, got {name!r}.")
-        return names
 
     def preprocess(self, images: Sequence[ImageLike], class_names: Sequence[str]) -> dict[str, Any]:
         rgb_images = [to_rgb_image(image, f"images[{index}]") for index, image in enumerate(images)]

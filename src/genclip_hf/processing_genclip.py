@@ -211,7 +211,7 @@ class GenCLIPProcessor(ProcessorMixin):
         if not image_list:
             raise ValueError("images must hold at least one image, got an empty list.")
         rgb_images = [to_rgb_image(image, f"images[{index}]") for index, image in enumerate(image_list)]
-        names = self._class_names_for(class_names, len(rgb_images))
+        names = self.expand_class_names(class_names, len(rgb_images))
         pixel_values = self.image_processor(rgb_images, return_tensors="pt")["pixel_values"]
         data = {"pixel_values": pixel_values, **self.prompt_inputs(names)}
         data.update(self.prompt_inputs([TEMPLATE_NOUN], prefix="generic_"))
@@ -219,19 +219,26 @@ class GenCLIPProcessor(ProcessorMixin):
             data["masks"] = self.resize_masks(masks, [image.size for image in rgb_images])
         return BatchFeature(data=data, tensor_type=None)
 
-    def _class_names_for(self, class_names: str | Sequence[str] | None, batch: int) -> list[str]:
+    def expand_class_names(
+        self, class_names: str | Sequence[str] | None, batch: int, argument: str = "class_names"
+    ) -> list[str]:
+        """One stripped class name per image: `None` gives the generic term, one name is repeated.
+
+        Raises:
+            ValueError: naming `argument` for an empty list, a count that is neither 1 nor `batch`, or a blank name.
+        """
         if class_names is None:
             return [self.generic_term] * batch
         names = [class_names] if isinstance(class_names, str) else list(class_names)
         if not names:
-            raise ValueError(f"class_names must be a string or a list of {batch} strings, got an empty list.")
+            raise ValueError(f"{argument} must be a string or a list of {batch} strings, got an empty list.")
         if len(names) == 1:
             names = names * batch
         if len(names) != batch:
-            raise ValueError(f"class_names must hold 1 or {batch} names (one per image), got {len(names)}.")
+            raise ValueError(f"{argument} must hold 1 or {batch} names (one per image), got {len(names)}.")
         for index, name in enumerate(names):
             if not isinstance(name, str) or not name.strip():
-                raise ValueError(f"class_names[{index}] must be a non-empty string, got {name!r}.")
+                raise ValueError(f"{argument}[{index}] must be a non-empty string, got {name!r}.")
         return [name.strip() for name in names]
 
     def resize_masks(
