@@ -168,6 +168,9 @@ def test_save_and_load_round_trip_is_identical_and_pickle_free(tiny_model, tiny_
     assert not [name for name in files if name.endswith((".bin", ".pt", ".pth", ".pkl", ".ckpt"))]
     loaded = AutoModel.from_pretrained(tmp_path).eval()
     assert isinstance(loaded, GenCLIPModel)
+    assert not any(parameter.requires_grad for parameter in loaded.clip.parameters())
+    trainable = {name for name, parameter in loaded.named_parameters() if parameter.requires_grad}
+    assert trainable == {name for name, parameter in tiny_model.named_parameters() if parameter.requires_grad}
     assert isinstance(AutoConfig.from_pretrained(tmp_path), GenCLIPConfig)
     processor = AutoProcessor.from_pretrained(tmp_path)
     assert isinstance(processor, GenCLIPProcessor)

@@ -53,10 +53,10 @@ def genclip_loss(
     masks = masks.to(layer_maps.dtype)
     per_layer = torch.stack(
         [
-            focal_loss(layer_maps[:, index], masks, gamma)
-            + dice_loss(layer_maps[:, index, 1], masks)
-            + dice_loss(layer_maps[:, index, 0], 1 - masks)
-            for index in range(layer_maps.shape[1])
+            focal_loss(layer_map, masks, gamma)
+            + dice_loss(layer_map[:, 1], masks)
+            + dice_loss(layer_map[:, 0], 1 - masks)
+            for layer_map in layer_maps.unbind(dim=1)
         ]
     )
     return per_layer.sum(), per_layer

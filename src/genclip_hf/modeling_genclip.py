@@ -111,6 +111,13 @@ class GenCLIPModel(GenCLIPPreTrainedModel):
         config = GenCLIPConfig(clip_config=clip.config, **config_overrides)
         return cls(config, clip_model=clip)
 
+    @classmethod
+    def from_pretrained(cls, *args, **kwargs) -> GenCLIPModel:
+        """Load a saved GenCLIP; the CLIP backbone is frozen again (loading materialises fresh parameters)."""
+        model = super().from_pretrained(*args, **kwargs)
+        model.clip.requires_grad_(False)
+        return model
+
     def save_pretrained(self, save_directory, *args, **kwargs) -> None:
         """Save weights (safetensors) and config; for Hub use, also the pipeline code beside the modeling code."""
         super().save_pretrained(save_directory, *args, **kwargs)

@@ -32,7 +32,28 @@ TINY_CLIP = {
     },
 }
 
-CLIP_ARCHITECTURES = {"tiny": TINY_CLIP, "vit-l-14-336": CLIP_VIT_L_14_336}
+# The architecture of openai/clip-vit-base-patch16 (random weights here): the mid-size scale of the benchmarks.
+CLIP_VIT_B_16 = {
+    "projection_dim": 512,
+    "text_config": {
+        "hidden_size": 512,
+        "intermediate_size": 2048,
+        "num_attention_heads": 8,
+        "num_hidden_layers": 12,
+        "projection_dim": 512,
+    },
+    "vision_config": {
+        "hidden_size": 768,
+        "intermediate_size": 3072,
+        "num_attention_heads": 12,
+        "num_hidden_layers": 12,
+        "image_size": 224,
+        "patch_size": 16,
+        "projection_dim": 512,
+    },
+}
+
+CLIP_ARCHITECTURES = {"tiny": TINY_CLIP, "vit-b-16": CLIP_VIT_B_16, "vit-l-14-336": CLIP_VIT_L_14_336}
 
 # GenCLIP settings scaled to the tiny CLIP: 3 of its 4 layers, 64 px input (8x8 grid), N1/N2 and sigma to match.
 TINY_GENCLIP_OVERRIDES = {"feature_layers": [1, 2, 4], "image_size": 64, "top_n1": 20, "top_n2": 100, "sigma": 1.0}
@@ -46,7 +67,7 @@ def save_random_clip(
     Args:
         output_dir: folder to create.
         tokenizer_path: a CLIP tokenizer folder or Hub id, copied beside the weights.
-        architecture: `"tiny"`, `"vit-l-14-336"` or a `CLIPConfig` keyword dict.
+        architecture: `"tiny"`, `"vit-b-16"`, `"vit-l-14-336"` or a `CLIPConfig` keyword dict.
         seed: torch seed of the random weights.
     Returns:
         `output_dir` as a `Path`; `CLIPModel.from_pretrained` and `GenCLIPModel.from_clip` load it.

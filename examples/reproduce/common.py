@@ -1,0 +1,228 @@
+"""Shared parts of the paper-reproduction scripts: arguments, the `genclip train` / `genclip evaluate` command lines,
+running them (or printing them with `--dry-run`) and result tables beside the paper's numbers.
+
+Layout under `--out` (default `reproduce_runs/`), shared by all scripts so that a model is trained once:
+
+    models/<training benchmark>[-<variant>]/      `genclip train` outputs (resumable)
+    <script>/<evaluation>/                         `genclip evaluate` outputs (resumable, per class)
+    <script>/results.{md,csv,json}                 the script's table: ours, the paper's and the difference
+
+Every evaluation uses the `anomalyclip` AUPRO protocol, the one behind the paper's PRO numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import shlex
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from genclip_hf.metrics.reports import METRIC_HEADERS, paper_results
+
+METRICS = tuple(METRIC_HEADERS)
+PAPER_LAYERS = [6, 12, 18, 24]
+# Benchmark name of `genclip train/evaluate` -> the paper's dataset name.
+DATASETS = {
+    "mvtec": "MVTec",
+    "visa": "VisA",
+    "mpdd": "MPDD",
+    "btad": "BTAD",
+    "sdd": "SDD",
+    "dtd_synthetic": "DTD-Synthetic",
+}
+# The zero-shot protocol: MVTec-AD is evaluated with a model trained on VisA, every other dataset with one trained on
+# MVTec-AD.
+TRAINING_BENCHMARK = {name: "visa" if name == "mvtec" else "mvtec" for name in DATASETS}
+
+
+def build_parser(description: str, datasets: Sequence[str]) -> argparse.ArgumentParser:
+    """The arguments every script takes: the roots of `datasets` (and of their training benchmarks), training and
+    evaluation settings (paper defaults) and `--dry-run`."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    roots = parser.add_argument_group("dataset roots (native layouts, as distributed)")
+    needed = sorted({*datasets, *(TRAINING_BENCHMARK[name] for name in datasets)}, key=list(DATASETS).index)
+    for name in needed:
+        roots.add_argument(f"--{name.replace('_', '-')}", dest=name, metavar="ROOT", help=f"{DATASETS[name]} root")
+    if "sdd" in needed:
+        roots.add_argument("--sdd-variant", default="whole", help="SDD: whole (default) or adaclip_crops")
+    training = parser.add_argument_group("training (paper defaults)")
+    training.add_argument("--clip-model", default="openai/clip-vit-large-patch14-336", help="CLIP backbone")
+    training.add_argument("--epochs", type=int, default=15)
+    training.add_argument("--batch-size", type=int, default=8)
+    training.add_argument("--image-size", type=int, default=518)
+    training.add_argument(
+        "--feature-layers", type=int, nargs="+", default=PAPER_LAYERS, help="1-based vision layers (6 12 18 24)"
+    )
+    training.add_argument("--seed", type=int, default=0)
+    run = parser.add_argument_group("run")
+    run.add_argument("--out", default="reproduce_runs", help="models and results (default: reproduce_runs)")
+    run.add_argument("--eval-batch-size", type=int, default=8, help="images per forward pass in evaluation")
+    run.add_argument("--heatmaps-per-class", type=int, default=3, help="heatmaps per kind and class (0: none)")
+    run.add_argument("--device", help='evaluation device, e.g. "cuda" (default: transformers picks)')
+    run.add_argument("--dry-run", action="store_true", help="print the commands without running them")
+    run.add_argument(
+        "--in-process",
+        action="store_true",
+        help="run the genclip commands in this Python process (saves the start-up of one process per command)",
+    )
+    return parser
+
+
+class Reproduction:
+    """Trains and evaluates through the `genclip` command line, or only prints the commands (`--dry-run`)."""
+
+    def __init__(self, args: argparse.Namespace, name: str):
+        self.args = args
+        self.out = Path(args.out)
+        self.results_dir = self.out / name
+        self._trained: set[Path] = set()
+
+    def root(self, benchmark: str) -> str:
+        """The root given for `benchmark`; a placeholder in a dry run, else an error naming the option."""
+        root = getattr(self.args, benchmark, None)
+        if root is None:
+            option = f"--{benchmark.replace('_', '-')}"
+            if self.args.dry_run:
+                return f"<{option[2:]}-root>"
+            raise SystemExit(f"{DATASETS[benchmark]} is needed here: give its root with {option} ROOT.")
+        return root
+
+    def given(self, datasets: Sequence[str]) -> list[str]:
+        """The datasets whose root (and whose training benchmark's root) was given; all of them in a dry run."""
+        if self.args.dry_run:
+            return list(datasets)
+        chosen = [
+            name for name in datasets if getattr(self.args, name) and getattr(self.args, TRAINING_BENCHMARK[name])
+        ]
+        if not chosen:
+            options = ", ".join(f"--{name.replace('_', '-')}" for name in datasets)
+            raise SystemExit(f"Give the roots of the datasets to evaluate ({options}) and of their training data.")
+        return chosen
+
+    def train(self, benchmark: str, feature_layers: Sequence[int] | None = None, variant: str = "") -> Path:
+        """Train on `benchmark` (its test split, the zero-shot protocol) once per script; `genclip train --resume`
+        continues an interrupted run and returns at once from a finished one."""
+        model_dir = self.out / "models" / (benchmark + (f"-{variant}" if variant else ""))
+        if model_dir in self._trained:
+            return model_dir
+        self._trained.add(model_dir)
+        layers = list(feature_layers or self.args.feature_layers)
+        command = [
+            "genclip", "train",
+            "--benchmark", benchmark,
+            "--data", self.root(benchmark),
+            "--clip-model", self.args.clip_model,
+            "--epochs", str(self.args.epochs),
+            "--batch-size", str(self.args.batch_size),
+            "--image-size", str(self.args.image_size),
+            "--feature-layers", *map(str, layers),
+            "--seed", str(self.args.seed),
+            "--output-dir", str(model_dir),
+            "--resume",
+        ]  # fmt: skip
+        self.run(command)
+        return model_dir
+
+    def evaluate(self, model_dir: Path, benchmark: str, name: str, switches: Sequence[str] = ()) -> dict | None:
+        """`genclip evaluate` of `model_dir` on `benchmark` into `<script>/<name>`; its results.json (None: dry run)."""
+        out_dir = self.results_dir / name
+        command = [
+            "genclip", "evaluate",
+            "--model", str(model_dir),
+            "--benchmark", benchmark,
+            "--root", self.root(benchmark),
+            "--out", str(out_dir),
+            "--aupro-mode", "anomalyclip",
+            "--batch-size", str(self.args.eval_batch_size),
+            "--heatmaps-per-class", str(self.args.heatmaps_per_class),
+        ]  # fmt: skip
+        if benchmark == "sdd":
+            command += ["--variant", self.args.sdd_variant]
+        if self.args.device:
+            command += ["--device", self.args.device]
+        self.run(command + list(switches))
+        if self.args.dry_run:
+            return None
+        return json.loads((out_dir / "results.json").read_text())
+
+    def run(self, command: list[str]) -> None:
+        """Print a `genclip` command; unless in a dry run, run it with this Python and stop if it fails."""
+        print(shlex.join(command), flush=True)
+        if self.args.dry_run:
+            return
+        if self.args.in_process:
+            from genclip_hf.cli import main
+
+            status = main(command[1:])
+        else:
+            status = subprocess.run([sys.executable, "-m", "genclip_hf.cli", *command[1:]]).returncode
+        if status != 0:
+            raise SystemExit(f"command failed with exit status {status}: {shlex.join(command)}")
+
+    def write(self, rows: list[dict[str, Any]], title: str, notes: Sequence[str] = ()) -> list[Path] | None:
+        """Write the script's table to `<script>/results.{md,csv,json}` and print it (nothing in a dry run)."""
+        if self.args.dry_run:
+            return None
+        self.results_dir.mkdir(parents=True, exist_ok=True)
+        markdown = f"# {title}\n\n" + comparison_markdown(rows) + "".join(f"\n{note}\n" for note in notes)
+        paths = [self.results_dir / f"results.{suffix}" for suffix in ("md", "csv", "json")]
+        paths[0].write_text(markdown)
+        with open(paths[1], "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(rows[0]), lineterminator="\n")
+            writer.writeheader()
+            writer.writerows(rows)
+        paths[2].write_text(json.dumps({"title": title, "notes": list(notes), "rows": rows}, indent=2) + "\n")
+        print(markdown)
+        return paths
+
+
+def percent(values: dict[str, float | None]) -> dict[str, float | None]:
+    """Metrics in [0, 1] (None or nan when undefined) -> percent with 2 decimals."""
+    converted = {}
+    for metric in METRICS:
+        value = values.get(metric)
+        converted[metric] = None if value is None or math.isnan(value) else round(100 * value, 2)
+    return converted
+
+
+def paper_row(table: int, dataset: str, setting: str | None = None, class_name: str = "mean") -> dict | None:
+    """The paper's metrics (percent) for one row of `table`, or None when the paper has no such row."""
+    rows = paper_results(table=table, dataset=dataset, setting=setting)
+    rows = [row for row in rows if row["class_name"] == class_name]
+    return {metric: rows[0][metric] for metric in METRICS} if rows else None
+
+
+def comparison_row(label: dict[str, str], ours: dict | None, paper: dict | None) -> dict[str, Any]:
+    """`label` columns, then `<metric>_ours`, `<metric>_paper` and `<metric>_diff` (ours - paper) per metric."""
+    row: dict[str, Any] = dict(label)
+    for metric in METRICS:
+        mine = None if ours is None else ours[metric]
+        theirs = None if paper is None else paper[metric]
+        difference = None if mine is None or theirs is None else round(mine - theirs, 2)
+        row.update({f"{metric}_ours": mine, f"{metric}_paper": theirs, f"{metric}_diff": difference})
+    return row
+
+
+def comparison_markdown(rows: list[dict[str, Any]]) -> str:
+    """`comparison_row`s as a Markdown table with `ours / paper / Δ` per metric."""
+    labels = [key for key in rows[0] if not key.endswith(("_ours", "_paper", "_diff"))]
+    header = [label.replace("_", " ").capitalize() for label in labels]
+    header += [f"{METRIC_HEADERS[metric]} ours / paper / Δ" for metric in METRICS]
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * len(header)) + "|"]
+    for row in rows:
+        cells = [str(row[label]) for label in labels]
+        for metric in METRICS:
+            ours, paper, difference = (row[f"{metric}_{part}"] for part in ("ours", "paper", "diff"))
+            cells.append(f"{_cell(ours)} / {_cell(paper)} / {'n/a' if difference is None else f'{difference:+.2f}'}")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _cell(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}"

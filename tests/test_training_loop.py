@@ -1,0 +1,224 @@
+"""Training loop, feature cache, checkpoints and resume on the tiny backbone and synthetic MVTec-layout data (CPU)."""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from accelerate.state import AcceleratorState, GradientState
+from accelerate.utils import set_seed
+from PIL import Image
+
+from genclip_hf import GenCLIPModel, GenCLIPProcessor
+from genclip_hf.data import export_parquet, load_benchmark, write_synthetic_benchmark
+from genclip_hf.feature_cache import FeatureCache, backbone_fingerprint, image_content_hash
+from genclip_hf.training import (
+    EpochShuffleSampler,
+    TrainingArguments,
+    add_training_arguments,
+    latest_checkpoint,
+    load_training_dataset,
+    train,
+)
+
+TINY_TRAINING = {"image_size": 64, "feature_layers": [1, 2, 4], "batch_size": 4, "epochs": 3, "learning_rate": 1e-3}
+
+
+class SimulatedKillError(Exception):
+    """Raised from `on_step_end` to stop a run the way a killed process would."""
+
+
+@pytest.fixture(autouse=True)
+def fresh_accelerate_state():
+    """Each `train` call in this process starts from a clean Accelerate singleton state, as a new process would."""
+    AcceleratorState._reset_state(reset_partial_state=True)
+    GradientState._reset_state()
+    yield
+    AcceleratorState._reset_state(reset_partial_state=True)
+    GradientState._reset_state()
+
+
+@pytest.fixture(scope="module")
+def synthetic_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Two synthetic classes, 16 test images (a multiple of the batch)."""
+    return write_synthetic_benchmark(tmp_path_factory.mktemp("synthetic"), classes=["stripes", "disc"], seed=3)
+
+
+def tiny_arguments(tmp_path: Path, clip_dir: Path, data_root: Path, name: str, **changes) -> TrainingArguments:
+    values = dict(
+        TINY_TRAINING,
+        output_dir=str(tmp_path / name),
+        data=str(data_root),
+        benchmark="mvtec",
+        clip_model=str(clip_dir),
+        feature_cache_dir=str(tmp_path / "feature-cache"),
+    )
+    values.update(changes)
+    return TrainingArguments(**values)
+
+
+def learnable_state(model: GenCLIPModel) -> dict[str, torch.Tensor]:
+    return {name: parameter.detach().clone() for name, parameter in model.named_parameters() if parameter.requires_grad}
+
+
+def max_difference(first: dict[str, torch.Tensor], second: dict[str, torch.Tensor]) -> float:
+    assert first.keys() == second.keys()
+    return max((first[name] - second[name]).abs().max().item() for name in first)
+
+
+def test_cached_path_equals_uncached_path(tmp_path, tiny_clip_dir, synthetic_root):
+    # Both paths round the frozen features through float16, so they train the same model; observed bitwise equal.
+    cached_args = tiny_arguments(
+        tmp_path,
+        tiny_clip_dir,
+        synthetic_root,
+        "cached",
+        epochs=2,
+        eval_benchmark="mvtec",
+        eval_root=str(synthetic_root),
+    )
+    cached = train(cached_args)
+    results = json.loads((Path(cached_args.output_dir) / "evaluation" / "mvtec" / "results.json").read_text())
+    assert set(results["per_class"]) == {"stripes", "disc"}
+    cache_files = sorted((tmp_path / "feature-cache").rglob("*.safetensors"))
+    assert len(cache_files) == 16
+    AcceleratorState._reset_state(reset_partial_state=True)
+    uncached = train(tiny_arguments(tmp_path, tiny_clip_dir, synthetic_root, "uncached", epochs=2, feature_cache=False))
+    assert max_difference(learnable_state(cached.model), learnable_state(uncached.model)) <= 1e-6
+    assert cached.history == uncached.history
+    set_seed(0)
+    initial = GenCLIPModel.from_clip(str(tiny_clip_dir), image_size=64, feature_layers=[1, 2, 4])
+    assert max_difference(learnable_state(cached.model), learnable_state(initial)) > 1e-4
+
+
+def test_killed_run_resumes_to_the_uninterrupted_weights(tmp_path, tiny_clip_dir, synthetic_root):
+    uninterrupted = train(tiny_arguments(tmp_path, tiny_clip_dir, synthetic_root, "uninterrupted"))
+    assert [entry["steps"] for entry in uninterrupted.history] == [4, 4, 4]
+
+    def kill_mid_epoch_two(epoch: int, global_step: int) -> None:
+        if global_step == 6:
+            raise SimulatedKillError
+
+    AcceleratorState._reset_state(reset_partial_state=True)
+    GradientState._reset_state()
+    killed_args = tiny_arguments(tmp_path, tiny_clip_dir, synthetic_root, "killed")
+    with pytest.raises(SimulatedKillError):
+        train(killed_args, on_step_end=kill_mid_epoch_two)
+    checkpoints = Path(killed_args.output_dir) / "checkpoints"
+    assert latest_checkpoint(checkpoints).name == "epoch_001"
+    # A kill while epoch 2 was being checkpointed leaves a partial folder, which must be ignored and replaced.
+    (checkpoints / ".epoch_002.partial").mkdir()
+    (checkpoints / ".epoch_002.partial" / "model.safetensors").write_bytes(b"truncated")
+
+    AcceleratorState._reset_state(reset_partial_state=True)
+    GradientState._reset_state()
+    resumed_args = tiny_arguments(tmp_path, tiny_clip_dir, synthetic_root, "killed", resume=True)
+    resumed = train(resumed_args)
+    assert max_difference(learnable_state(resumed.model), learnable_state(uninterrupted.model)) == 0.0
+    assert resumed.history == uninterrupted.history
+    assert sorted(path.name for path in checkpoints.iterdir()) == ["epoch_001", "epoch_002", "epoch_003"]
+    saved = dict(GenCLIPModel.from_pretrained(resumed_args.output_dir).named_parameters())
+    expected = learnable_state(uninterrupted.model)
+    assert max_difference({name: saved[name] for name in expected}, expected) == 0.0
+    GenCLIPProcessor.from_pretrained(resumed_args.output_dir)
+    log = json.loads((Path(resumed_args.output_dir) / "training_log.json").read_text())
+    assert [entry["epoch"] for entry in log["history"]] == [1, 2, 3]
+
+
+def test_resume_refuses_changed_settings_and_restart_needs_resume(tmp_path, tiny_clip_dir, synthetic_root):
+    train(tiny_arguments(tmp_path, tiny_clip_dir, synthetic_root, "run", epochs=1))
+    AcceleratorState._reset_state(reset_partial_state=True)
+    with pytest.raises(FileExistsError, match="pass --resume"):
+        train(tiny_arguments(tmp_path, tiny_clip_dir, synthetic_root, "run", epochs=2))
+    AcceleratorState._reset_state(reset_partial_state=True)
+    with pytest.raises(ValueError, match="learning_rate"):
+        train(tiny_arguments(tmp_path, tiny_clip_dir, synthetic_root, "run", epochs=2, resume=True, learning_rate=0.1))
+
+
+def test_feature_cache_round_trip_key_and_atomic_files(tmp_path, tiny_model, tiny_processor):
+    cache = FeatureCache.for_model(tmp_path, tiny_model, tiny_processor)
+    cache.prepare()
+    features, embeds = torch.randn(*cache.layer_features_shape), torch.randn(*cache.image_embeds_shape)
+    cache.save("ab" * 32, features, embeds)
+    loaded_features, loaded_embeds = cache.load("ab" * 32)
+    assert loaded_features.dtype == torch.float16
+    torch.testing.assert_close(loaded_features, features.half(), rtol=0, atol=0)
+    torch.testing.assert_close(loaded_embeds, embeds.half(), rtol=0, atol=0)
+    assert not list(tmp_path.rglob("*.tmp"))
+    assert cache.path("ab" * 32).stat().st_size <= cache.bytes_per_image
+    with pytest.raises(ValueError, match=r"must have layer_features \(3, 65, 48\)"):
+        cache.save("cd" * 32, features[:, 1:], embeds)
+    with pytest.raises(FileNotFoundError):
+        cache.load("ef" * 32)
+
+    fingerprint = backbone_fingerprint(tiny_model)
+    assert FeatureCache.for_model(tmp_path, tiny_model, tiny_processor, fingerprint).key == cache.key
+    with torch.no_grad():
+        tiny_model.clip.vision_model.encoder.layers[0].mlp.fc1.bias[0] += 1.0
+    assert backbone_fingerprint(tiny_model) != fingerprint
+    other_layers = copy.deepcopy(tiny_model)
+    other_layers.config.feature_layers = [1, 2]
+    assert FeatureCache.for_model(tmp_path, other_layers, tiny_processor, fingerprint).key != cache.key
+
+
+def test_image_hash_is_content_based():
+    image = Image.new("RGB", (20, 10), (10, 20, 30))
+    same_pixels = Image.new("L", (20, 10), 0).convert("RGB")
+    same_pixels.paste((10, 20, 30), (0, 0, 20, 10))
+    assert image_content_hash(image) == image_content_hash(same_pixels)
+    image.putpixel((3, 3), (11, 20, 30))
+    assert image_content_hash(image) != image_content_hash(same_pixels)
+
+
+def test_epoch_order_depends_only_on_seed_and_epoch():
+    first, second = EpochShuffleSampler(50, seed=7), EpochShuffleSampler(50, seed=7)
+    second.set_epoch(3)
+    first.set_epoch(3)
+    assert list(first) == list(second)
+    assert sorted(first) == list(range(50))
+    first.set_epoch(4)
+    assert list(first) != list(second)
+
+
+def test_training_data_sources(tmp_path, synthetic_root):
+    benchmark = load_benchmark("mvtec", synthetic_root)
+    export_parquet(benchmark, tmp_path / "parquet")
+    from_parquet = load_training_dataset(tmp_path / "parquet", classes=["disc"])
+    assert set(from_parquet["class_name"]) == {"disc"} and len(from_parquet) == 8
+    benchmark.save_to_disk(str(tmp_path / "on-disk"))
+    assert len(load_training_dataset(tmp_path / "on-disk")) == 16
+    with pytest.warns(UserWarning, match="no ground_truth folder"):
+        assert len(load_training_dataset(synthetic_root / "stripes" / "test")) == 8
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_training_dataset(tmp_path / "missing")
+
+
+def test_bad_inputs_are_named(tmp_path, tiny_clip_dir, synthetic_root):
+    with pytest.raises(ValueError, match="batch_size"):
+        TrainingArguments(output_dir="out", batch_size=0)
+    with pytest.raises(ValueError, match="eval_benchmark and eval_root"):
+        TrainingArguments(output_dir="out", eval_benchmark="mvtec")
+    with pytest.raises(ValueError, match="own arguments"):
+        TrainingArguments(output_dir="out", config_overrides={"image_size": 224})
+    dataset = load_benchmark("mvtec", synthetic_root).remove_columns("mask")
+    with pytest.raises(ValueError, match=r"lacks column\(s\) \['mask'\]"):
+        train(tiny_arguments(tmp_path, tiny_clip_dir, synthetic_root, "bad", data=None), dataset=dataset)
+
+
+def test_cli_and_example_share_the_arguments():
+    from genclip_hf.cli import build_parser
+
+    argv = ["--data", "d", "--output-dir", "o", "--no-feature-cache", "--config", "use_vision_prompts=false"]
+    cli_args = build_parser().parse_args(["train", *argv, "--feature-layers", "1", "2"])
+    arguments = TrainingArguments.from_namespace(cli_args)
+    assert arguments.feature_cache is False and arguments.feature_layers == [1, 2]
+    assert arguments.config_overrides == {"use_vision_prompts": False}
+    assert (arguments.epochs, arguments.batch_size, arguments.learning_rate, arguments.image_size) == (15, 8, 4e-5, 518)
+    example_args = add_training_arguments(argparse.ArgumentParser()).parse_args(argv)
+    assert TrainingArguments.from_namespace(example_args) == TrainingArguments(
+        **{**vars(arguments), "feature_layers": None}
+    )
