@@ -218,3 +218,13 @@ def test_model_builds_from_a_config_without_download():
     model = GenCLIPModel(GenCLIPConfig(clip_config=TINY_CLIP, feature_layers=[2, 4], image_size=72))
     assert model.grid_size == 9
     assert sum(p.numel() for p in model.parameters() if p.requires_grad) > 0
+
+
+def test_processor_keeps_the_pil_backend(tiny_processor):
+    from transformers import CLIPImageProcessorPil, ViTImageProcessorPil
+
+    other_backend = ViTImageProcessorPil(size={"height": 64, "width": 64}, image_mean=[0.1] * 3, image_std=[0.2] * 3)
+    processor = GenCLIPProcessor(image_processor=other_backend, tokenizer=tiny_processor.tokenizer)
+    assert type(processor.image_processor) is CLIPImageProcessorPil
+    assert processor.image_size == 64 and list(processor.image_processor.image_mean) == [0.1] * 3
+    assert processor.image_processor.do_center_crop is False

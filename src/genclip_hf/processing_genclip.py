@@ -106,6 +106,16 @@ class GenCLIPProcessor(ProcessorMixin):
         self.generic_term = generic_term
         self.max_text_length = max_text_length
         self._layouts: dict[str, tuple[PromptLayout, PromptLayout]] = {}
+        if image_processor is not None and not isinstance(image_processor, CLIPImageProcessorPil):
+            # Where torchvision is installed, AutoImageProcessor returns its backend, whose resize differs slightly
+            # from PIL's; keep the PIL backend so scores do not depend on the machine.
+            image_processor = CLIPImageProcessorPil(
+                size={"height": image_processor.size["height"], "width": image_processor.size["width"]},
+                do_center_crop=False,
+                resample=image_processor.resample,
+                image_mean=list(image_processor.image_mean),
+                image_std=list(image_processor.image_std),
+            )
         super().__init__(image_processor, tokenizer, **kwargs)
 
     @classmethod
