@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
-import textwrap
 
 import numpy as np
 import pytest
 from PIL import Image
+from remote_code import run_without_genclip
 from transformers import pipeline
 
 import genclip_hf  # noqa: F401  (registers the task)
@@ -126,41 +124,21 @@ def test_hub_folder_holds_code_and_config_entries(tiny_checkpoint_dir):
     assert processor_config["auto_map"]["AutoProcessor"] == "processing_genclip.GenCLIPProcessor"
 
 
-REMOTE_SCRIPT = textwrap.dedent(
-    """
-    import json, sys
-    import numpy as np
+REMOTE_SCRIPT = """
+import json
+import numpy as np
+from transformers import pipeline
 
-    class BlockGenclip:
-        def find_spec(self, name, path=None, target=None):
-            if name == "genclip_hf" or name.startswith("genclip_hf."):
-                raise ImportError("genclip_hf is not importable in this process")
-
-    sys.meta_path.insert(0, BlockGenclip())
-    from transformers import pipeline
-
-    detector = pipeline("anomaly-detection", model=sys.argv[1], trust_remote_code=True)
-    result = detector(np.random.default_rng(1).integers(0, 255, (45, 120, 3), dtype=np.uint8), class_name="pcb1")
-    assert "genclip_hf" not in sys.modules
-    print(json.dumps({"module": type(detector).__module__, "score": result["score"],
-                      "shape": list(result["anomaly_map"].shape)}))
-    """
-)
+detector = pipeline("anomaly-detection", model=sys.argv[1], trust_remote_code=True)
+result = detector(np.random.default_rng(1).integers(0, 255, (45, 120, 3), dtype=np.uint8), class_name="pcb1")
+assert "genclip_hf" not in sys.modules
+print(json.dumps({"module": type(detector).__module__, "score": result["score"],
+                  "shape": list(result["anomaly_map"].shape)}))
+"""
 
 
 def test_trust_remote_code_works_without_the_package(tiny_checkpoint_dir, tmp_path):
-    script = tmp_path / "remote.py"
-    script.write_text(REMOTE_SCRIPT)
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_MODULES_CACHE": str(tmp_path / "modules")}
-    completed = subprocess.run(
-        [sys.executable, str(script), str(tiny_checkpoint_dir)],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=tmp_path,
-        timeout=300,
-    )
-    assert completed.returncode == 0, completed.stderr[-3000:]
+    completed = run_without_genclip(REMOTE_SCRIPT, [str(tiny_checkpoint_dir)], tmp_path)
     remote = json.loads(completed.stdout.strip().splitlines()[-1])
     assert remote["module"].startswith("transformers_modules.")
     assert remote["shape"] == [45, 120]

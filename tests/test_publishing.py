@@ -4,18 +4,15 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
 import shutil
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import pytest
 from huggingface_hub import ModelCard
 from huggingface_hub.repocard import metadata_load
 from huggingface_hub.repocard_data import model_index_to_eval_results
+from remote_code import run_without_genclip
 
 from genclip_hf import GenCLIPConfig
 from genclip_hf.cli import main
@@ -175,35 +172,27 @@ def test_card_command_reports_bad_input(tmp_path: Path, capsys: pytest.CaptureFi
     assert "has no config.json" in capsys.readouterr().err
 
 
-REMOTE_SCRIPT = textwrap.dedent(
-    """
-    import re, runpy, sys
-    from pathlib import Path
+REMOTE_SCRIPT = r"""
+import re, runpy
+from pathlib import Path
 
-    class BlockGenclip:
-        def find_spec(self, name, path=None, target=None):
-            if name == "genclip_hf" or name.startswith("genclip_hf."):
-                raise ImportError("genclip_hf is not importable in this process")
+import numpy as np
+from PIL import Image
 
-    sys.meta_path.insert(0, BlockGenclip())
-    import numpy as np
-    from PIL import Image
-
-    folder, repo_id = sys.argv[1], sys.argv[2]
-    Image.fromarray(np.random.default_rng(0).integers(0, 255, (40, 90, 3), dtype=np.uint8)).save("part.png")
-    card = Path(folder, "README.md").read_text()
-    snippets = re.findall(r"```python\\n(.*?)```", card, re.S)
-    assert len(snippets) == 2, snippets
-    namespaces = []
-    for index, snippet in enumerate(snippets):
-        Path(f"snippet_{index}.py").write_text(snippet.replace(repo_id, folder))
-        namespaces.append(runpy.run_path(f"snippet_{index}.py"))
-    assert "genclip_hf" not in sys.modules
-    assert namespaces[0]["anomaly_map"].shape == (40, 90)
-    assert namespaces[1]["vision_branch"].shape == namespaces[1]["query_branch"].shape
-    print(type(namespaces[0]["detector"]).__module__)
-    """
-)
+folder, repo_id = sys.argv[1], sys.argv[2]
+Image.fromarray(np.random.default_rng(0).integers(0, 255, (40, 90, 3), dtype=np.uint8)).save("part.png")
+card = Path(folder, "README.md").read_text()
+snippets = re.findall(r"```python\n(.*?)```", card, re.S)
+assert len(snippets) == 2, snippets
+namespaces = []
+for index, snippet in enumerate(snippets):
+    Path(f"snippet_{index}.py").write_text(snippet.replace(repo_id, folder))
+    namespaces.append(runpy.run_path(f"snippet_{index}.py"))
+assert "genclip_hf" not in sys.modules
+assert namespaces[0]["anomaly_map"].shape == (40, 90)
+assert namespaces[1]["vision_branch"].shape == namespaces[1]["query_branch"].shape
+print(type(namespaces[0]["detector"]).__module__)
+"""
 
 
 def test_upload_folder_file_set_and_remote_code(
@@ -226,18 +215,7 @@ def test_upload_folder_file_set_and_remote_code(
     card = ModelCard.load(folder / "README.md")
     assert len(card.data.eval_results) == 15
 
-    script = tmp_path / "remote.py"
-    script.write_text(REMOTE_SCRIPT)
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_MODULES_CACHE": str(tmp_path / "modules")}
-    completed = subprocess.run(
-        [sys.executable, str(script), str(folder), REPO_ID],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=tmp_path,
-        timeout=300,
-    )
-    assert completed.returncode == 0, completed.stderr[-3000:]
+    completed = run_without_genclip(REMOTE_SCRIPT, [str(folder), REPO_ID], tmp_path)
     assert completed.stdout.strip().splitlines()[-1].startswith("transformers_modules.")
 
 
