@@ -70,8 +70,16 @@ def max_difference(first: dict[str, torch.Tensor], second: dict[str, torch.Tenso
     return max((first[name] - second[name]).abs().max().item() for name in first)
 
 
-def test_cached_path_equals_uncached_path(tmp_path, tiny_clip_dir, synthetic_root):
+def test_cached_path_equals_uncached_path(tmp_path, tiny_clip_dir, synthetic_root, monkeypatch):
     # Both paths round the frozen features through float16, so they train the same model; observed bitwise equal.
+    uploads = []
+    monkeypatch.setattr("genclip_hf.publishing.create_repo", lambda repo_id, **kwargs: None)
+    monkeypatch.setattr(
+        "genclip_hf.publishing.upload_folder",
+        lambda repo_id, folder_path, **kwargs: uploads.append(
+            (repo_id, sorted(p.name for p in Path(folder_path).iterdir()))
+        ),
+    )
     cached_args = tiny_arguments(
         tmp_path,
         tiny_clip_dir,
@@ -80,10 +88,15 @@ def test_cached_path_equals_uncached_path(tmp_path, tiny_clip_dir, synthetic_roo
         epochs=2,
         eval_benchmark="mvtec",
         eval_root=str(synthetic_root),
+        push_to_hub="someone/genclip-test",
     )
     cached = train(cached_args)
     results = json.loads((Path(cached_args.output_dir) / "evaluation" / "mvtec" / "results.json").read_text())
     assert set(results["per_class"]) == {"stripes", "disc"}
+    [(repo_id, uploaded)] = uploads
+    assert repo_id == "someone/genclip-test"
+    assert {"README.md", "config.json", "model.safetensors", "pipeline_anomaly_detection.py"} <= set(uploaded)
+    assert "training_log.json" not in uploaded and "checkpoints" not in uploaded
     cache_files = sorted((tmp_path / "feature-cache").rglob("*.safetensors"))
     assert len(cache_files) == 16
     AcceleratorState._reset_state(reset_partial_state=True)

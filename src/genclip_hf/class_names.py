@@ -92,7 +92,13 @@ def clip_text_encoder(clip_model, tokenizer) -> TextEncoder:
     """A [`TextEncoder`] with a frozen HF `CLIPModel` and its tokenizer: projected pooled text features `(N, D)`."""
 
     def encode(sentences: Sequence[str]) -> torch.Tensor:
-        tokens = tokenizer(list(sentences), padding=True, return_tensors="pt").to(clip_model.device)
+        tokens = tokenizer(
+            list(sentences),
+            padding=True,
+            truncation=True,
+            max_length=clip_model.config.text_config.max_position_embeddings,
+            return_tensors="pt",
+        ).to(clip_model.device)
         with torch.no_grad():
             return clip_model.get_text_features(**tokens).pooler_output
 

@@ -38,6 +38,7 @@ from safetensors.torch import load_file
 from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm.auto import tqdm
 
+from .class_names import normalize_class_name
 from .feature_cache import (
     STORAGE_DTYPE,
     FeatureCache,
@@ -215,13 +216,17 @@ class TrainingSamples(Dataset):
 
 
 class TrainingCollator:
-    """Stacks [`TrainingSamples`] items and adds the prompt inputs of their class names."""
+    """Stacks [`TrainingSamples`] items and adds the prompt inputs of their class names, cleaned as CNF cleans them
+    at inference ("metal_nut" -> "metal nut", "pcb1" -> "pcb"); the similarity test of CNF is inference-only."""
 
     def __init__(self, processor: GenCLIPProcessor):
         self.processor = processor
 
     def __call__(self, samples: list[dict]) -> dict[str, torch.Tensor]:
-        batch = self.processor.prompt_inputs([sample["class_name"] for sample in samples])
+        generic_term = self.processor.generic_term
+        batch = self.processor.prompt_inputs(
+            [normalize_class_name(sample["class_name"], generic_term) for sample in samples]
+        )
         for name in ("masks", "layer_features", "pixel_values"):
             if name in samples[0]:
                 batch[name] = torch.stack([sample[name] for sample in samples])
@@ -384,8 +389,10 @@ def train(
             )
             print(f"Wrote the {args.eval_benchmark} evaluation to {results}")
         if args.push_to_hub is not None:
-            unwrapped.push_to_hub(args.push_to_hub)
-            processor.push_to_hub(args.push_to_hub)
+            from .publishing import push_to_hub
+
+            metrics = [results] if args.eval_benchmark is not None else []
+            print(f"Uploaded to {push_to_hub(output_dir, args.push_to_hub, metrics)}")
     accelerator.wait_for_everyone()
     accelerator.end_training()
     return TrainingOutput(model=unwrapped, processor=processor, history=history, output_dir=output_dir)
