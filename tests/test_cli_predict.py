@@ -111,3 +111,27 @@ def test_offline_unknown_model_stops_at_once_with_a_clear_message(tmp_path):
     assert time.monotonic() - started < 60
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
     shutil.rmtree(tmp_path / "hf", ignore_errors=True)
+
+
+def test_python_api_example(tiny_checkpoint_dir, tmp_path):
+    folder = tmp_path / "images"
+    write_sample_images(folder)
+    images = sorted(folder.glob("*.png"))
+    example = Path(__file__).resolve().parents[1] / "examples" / "predict.py"
+    completed = subprocess.run(
+        [
+            sys.executable,
+            str(example),
+            "--model",
+            str(tiny_checkpoint_dir),
+            "--out",
+            str(tmp_path / "out"),
+            *map(str, images),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    assert sorted(path.name for path in (tmp_path / "out").iterdir()) == [path.name for path in images]
+    assert completed.stdout.count("score ") == len(images)
