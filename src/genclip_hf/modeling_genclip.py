@@ -284,7 +284,6 @@ class GenCLIPModel(GenCLIPPreTrainedModel):
         layer_features: torch.Tensor | None = None,
         image_embeds: torch.Tensor | None = None,
         return_image_embeds: bool | None = None,
-        **kwargs,
     ) -> GenCLIPOutput:
         r"""
         Args:
