@@ -66,3 +66,15 @@ def tiny_checkpoint_dir(tmp_path_factory: pytest.TempPathFactory, tokenizer_dir:
     from genclip_hf.testing import save_random_genclip
 
     return save_random_genclip(tmp_path_factory.mktemp("tiny-genclip"), tokenizer_dir)
+
+
+@pytest.fixture
+def fresh_accelerate_state():
+    """Each `train` call in this process starts from a clean Accelerate singleton state, as a new process would."""
+    from accelerate.state import AcceleratorState, GradientState
+
+    AcceleratorState._reset_state(reset_partial_state=True)
+    GradientState._reset_state()
+    yield
+    AcceleratorState._reset_state(reset_partial_state=True)
+    GradientState._reset_state()

@@ -15,22 +15,14 @@ from pathlib import Path
 
 import pytest
 import torch
-from accelerate.state import AcceleratorState, GradientState
 from safetensors.torch import load_file
 
 from genclip_hf.data import write_synthetic_benchmark
 from genclip_hf.training import TrainingArguments, train
 
+pytestmark = pytest.mark.usefixtures("fresh_accelerate_state")
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(autouse=True)
-def fresh_accelerate_state():
-    AcceleratorState._reset_state(reset_partial_state=True)
-    GradientState._reset_state()
-    yield
-    AcceleratorState._reset_state(reset_partial_state=True)
-    GradientState._reset_state()
 
 
 def test_two_cpu_processes_match_one_process(tmp_path, tiny_clip_dir):

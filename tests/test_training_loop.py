@@ -25,21 +25,13 @@ from genclip_hf.training import (
     train,
 )
 
+pytestmark = pytest.mark.usefixtures("fresh_accelerate_state")
+
 TINY_TRAINING = {"image_size": 64, "feature_layers": [1, 2, 4], "batch_size": 4, "epochs": 3, "learning_rate": 1e-3}
 
 
 class SimulatedKillError(Exception):
     """Raised from `on_step_end` to stop a run the way a killed process would."""
-
-
-@pytest.fixture(autouse=True)
-def fresh_accelerate_state():
-    """Each `train` call in this process starts from a clean Accelerate singleton state, as a new process would."""
-    AcceleratorState._reset_state(reset_partial_state=True)
-    GradientState._reset_state()
-    yield
-    AcceleratorState._reset_state(reset_partial_state=True)
-    GradientState._reset_state()
 
 
 @pytest.fixture(scope="module")
