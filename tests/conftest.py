@@ -1,4 +1,5 @@
-"""Shared fixtures: paths into ../shared (skipped with a reason when absent)."""
+"""Shared fixtures: tiny random CLIPs with the bundled CLIP tokenizer, and paths into ../shared (real images and
+parity data; tests that need them skip with a reason when ../shared is absent)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DIR = REPO_ROOT.parent / "shared"
-TOKENIZER_DIR = SHARED_DIR / "tokenizer" / "clip"
 REAL_MINI_DIR = SHARED_DIR / "data" / "real-mini"
 
 
@@ -30,7 +30,10 @@ def real_mini_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def tokenizer_dir() -> Path:
-    return _require(TOKENIZER_DIR)
+    """The real CLIP BPE tokenizer bundled with the package (MIT licence)."""
+    from genclip_hf.testing import CLIP_TOKENIZER_DIR
+
+    return CLIP_TOKENIZER_DIR
 
 
 @pytest.fixture(scope="session")

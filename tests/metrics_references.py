@@ -78,3 +78,18 @@ def random_maps_and_masks(
         masks[index] |= rng.random((size, size)) < 0.04
         maps[index][masks[index]] += rng.random() * 0.5
     return maps, masks
+
+
+def anomalib_f1_threshold(scores: np.ndarray, labels: np.ndarray) -> float:
+    """anomalib's `F1AdaptiveThreshold` written out: torchmetrics' exact precision-recall curve (thresholds are the
+    distinct scores, ascending; recall is 1 when there is no positive; a last point (P=1, R=0) has no threshold),
+    `F1 = 2PR / (P + R + 1e-10)` with NaN as 0, and the threshold at the first argmax."""
+    labels = labels.astype(bool)
+    thresholds = np.unique(scores)
+    true_positives = np.array([np.sum((scores >= t) & labels) for t in thresholds])
+    false_positives = np.array([np.sum((scores >= t) & ~labels) for t in thresholds])
+    precision = true_positives / (true_positives + false_positives)
+    recall = true_positives / labels.sum() if labels.any() else np.ones(thresholds.size)
+    precision, recall = np.append(precision, 1.0), np.append(recall, 0.0)
+    f1 = np.nan_to_num(2 * precision * recall / (precision + recall + 1e-10), nan=0.0)
+    return float(thresholds[np.argmax(f1)])

@@ -66,7 +66,7 @@ def test_predict_on_generated_images_with_a_corrupt_file(tiny_checkpoint_dir, tm
     (folder / "broken.png").write_bytes(b"not a png at all")
     (folder / "ground_truth").mkdir()
     Image.new("L", (8, 8)).save(folder / "ground_truth" / "000_mask.png")
-    good = len(find_images([folder])) - 1
+    good = len(find_images([folder]).images) - 1
     out = tmp_path / "out"
     status = main(["predict", str(folder), "--model", str(tiny_checkpoint_dir), "--out", str(out), "--batch-size", "3"])
     assert status == 1
@@ -80,7 +80,7 @@ def test_find_images_skips_masks_and_names_missing_paths(tmp_path):
     Image.new("RGB", (4, 4)).save(tmp_path / "a.png")
     Image.new("L", (4, 4)).save(tmp_path / "a_mask.png")
     Image.new("L", (4, 4)).save(tmp_path / "Part0_label.bmp")
-    assert find_images([tmp_path]) == [tmp_path / "a.png"]
+    assert find_images([tmp_path]).images == [tmp_path / "a.png"]
     with pytest.raises(FileNotFoundError, match="nowhere"):
         find_images([tmp_path / "nowhere"])
 

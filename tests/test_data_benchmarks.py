@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from genclip_hf.data import FEATURES, load_benchmark
+from genclip_hf.benchmark_registry import BENCHMARK_REGISTRY, get_benchmark, paper_dataset_name
+from genclip_hf.data import BENCHMARKS, FEATURES, load_benchmark
 from genclip_hf.data.sdd import adaclip_normal_split
 
 SIZE = (40, 30)  # (width, height): non-square, so a swapped axis shows
@@ -291,3 +292,26 @@ def test_sdd_errors(tmp_path: Path) -> None:
     label.unlink()
     with pytest.raises(FileNotFoundError, match="Part2.jpg' has no label file .*Part2_label.bmp"):
         load_benchmark("sdd", root)
+
+
+def test_registry_is_the_one_list_of_benchmarks() -> None:
+    assert list(BENCHMARKS) == list(BENCHMARK_REGISTRY) == ["mvtec", "visa", "mpdd", "btad", "sdd", "dtd_synthetic"]
+    for name, benchmark in BENCHMARK_REGISTRY.items():
+        assert BENCHMARKS[name] is benchmark.loader and benchmark.name == name
+        assert benchmark.training_benchmark in BENCHMARK_REGISTRY and benchmark.training_benchmark != name
+        assert {"cache_dir"} <= set(benchmark.options)
+        assert get_benchmark(benchmark.display_name) is get_benchmark(benchmark.paper_name) is benchmark
+        assert paper_dataset_name(benchmark.display_name) == benchmark.paper_name
+    assert get_benchmark("MVTec_AD").name == "mvtec" and get_benchmark("KolektorSDD").name == "sdd"
+    assert BENCHMARK_REGISTRY["sdd"].options == ["variant", "cache_dir"]
+    assert BENCHMARK_REGISTRY["dtd_synthetic"].root_flag == "--dtd-synthetic"
+    assert paper_dataset_name("my own parts") == "my own parts"
+    with pytest.raises(ValueError, match=r"Unknown benchmark 'kolektor'; expected one of \['btad', 'dtd_synthetic'"):
+        get_benchmark("kolektor")
+
+
+def test_registry_layout_is_the_one_in_errors(tmp_path: Path) -> None:
+    for name, benchmark in BENCHMARK_REGISTRY.items():
+        with pytest.raises(FileNotFoundError) as error:
+            load_benchmark(name, tmp_path / "absent")
+        assert benchmark.layout in str(error.value)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -83,11 +84,31 @@ def test_cli_data_convert(tmp_path: Path, synthetic_root: Path, capsys: pytest.C
         "parquet", data_files=str(out / "*.parquet"), split="train", cache_dir=str(tmp_path / "pq-cache")
     )
     assert len(reloaded) == 16 and sum(reloaded["label"][:]) == 10
-    with pytest.raises(ValueError, match="does not take option\\(s\\) \\['variant'\\]"):
-        main(
-            ["data", "convert", "--benchmark", "mvtec", "--root", str(synthetic_root), "--out", str(out)]
-            + ["--variant", "x"]
-        )
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["--benchmark", "mvtech"], r"Unknown benchmark 'mvtech'; expected one of \['btad'"),
+        (["--benchmark", "mvtec", "--variant", "x"], r"'mvtec' does not take option\(s\) \['variant'\]"),
+        (["--benchmark", "visa"], r"VisA split file '.*1cls.csv' does not exist"),
+        (["--benchmark", "mvtec", "--root", "{missing}"], r"mvtec root '.*missing' does not exist"),
+        (["--benchmark", "mvtec", "--out", "{file}"], r"Output folder '.*a-file' is a file, not a folder"),
+    ],
+)
+def test_cli_data_convert_errors_are_one_line(
+    tmp_path: Path, synthetic_root: Path, capsys: pytest.CaptureFixture, arguments: list[str], message: str
+) -> None:
+    (tmp_path / "a-file").write_text("x")
+    defaults = {"--root": str(synthetic_root), "--out": str(tmp_path / "out")}
+    given = dict(zip(arguments[::2], arguments[1::2], strict=True))
+    options = {**defaults, **given}
+    options = {
+        key: value.format(missing=tmp_path / "missing", file=tmp_path / "a-file") for key, value in options.items()
+    }
+    assert main(["data", "convert", *[item for pair in options.items() for item in pair]]) == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]  # after any progress bar of the loading
+    assert error.startswith("genclip data: ") and re.search(message, error), error
 
 
 def test_parquet_round_trip_of_crops_and_binarised_masks(tmp_path: Path) -> None:

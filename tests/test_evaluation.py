@@ -141,7 +141,7 @@ def test_resume_skips_finished_classes_and_recomputes_a_changed_run(detector, sy
     changed = evaluate_benchmark(counting, ("mvtec", synthetic_root), out, batch_size=7, alpha=0.5)
     assert counting.calls == 4 and changed.computed_classes == CLASSES
     assert len(list((out / "classes").glob("checker.*.json"))) == 2, "the other run's results are kept"
-    assert changed.results["run"]["switches"]["alpha"] == 0.5
+    assert changed.results["run"]["settings"]["alpha"] == 0.5
 
     evaluate_benchmark(counting, ("mvtec", synthetic_root), out, batch_size=7, alpha=0.5, resume=False)
     assert counting.calls == 6
@@ -199,7 +199,7 @@ def test_cli_evaluates_a_parquet_export(tiny_checkpoint_dir, synthetic_root, tmp
     printed = capsys.readouterr().out
     assert "| MVTec |" in printed and "1 classes evaluated, 0 reused" in printed
     results = json.loads((out / "results.json").read_text())
-    assert list(results["per_class"]) == ["stripes"] and results["run"]["switches"]["use_query_branch"] is False
+    assert list(results["per_class"]) == ["stripes"] and results["run"]["settings"]["use_query_branch"] is False
 
 
 def test_cli_reports_a_missing_root(tiny_checkpoint_dir, tmp_path, capsys):
@@ -227,4 +227,4 @@ def test_example_script(tiny_checkpoint_dir, synthetic_root, tmp_path, monkeypat
     monkeypatch.setattr(sys, "argv", [*argv, "--out", str(tmp_path), "--classes", "checker", "--alpha", "0.6"])
     runpy.run_path(str(EXAMPLE), run_name="__main__")
     assert "| checker |" in capsys.readouterr().out
-    assert json.loads((tmp_path / "results.json").read_text())["run"]["switches"]["alpha"] == 0.6
+    assert json.loads((tmp_path / "results.json").read_text())["run"]["settings"]["alpha"] == 0.6

@@ -83,3 +83,47 @@ def test_evaluate_module_in_process_with_torch_and_undefined(tmp_path):
     expected = AnomalyMetricAccumulator()
     expected.update(maps, masks, scores, labels, names)
     assert results["aupro"] == pytest.approx(expected.compute()["mean"]["aupro"], abs=1e-12)
+
+
+def test_evaluate_module_validates_inputs_and_names_them(tmp_path):
+    import evaluate
+
+    maps, masks, scores, labels, names = _batches(seed=2, n_images=4)
+    names = names[:4]
+    metric = evaluate.load(EVALUATE_MODULE_PATH, map_size=(16, 16), cache_dir=str(tmp_path))
+    good = {"anomaly_maps": maps, "masks": masks, "scores": scores, "labels": labels, "class_names": names}
+    five, nan_mask, nan_map, inf_map = masks.astype(np.float32), masks.astype(np.float32), maps.copy(), maps.copy()
+    five[1, 0, 0], nan_mask[2, 3, 3], nan_map[3, 1, 1], inf_map[0, 2, 2] = 5.0, np.nan, np.nan, np.inf
+    cases = [
+        ({"class_names": None}, r"missing inputs \['class_names'\]"),
+        ({"class_names": names[:3]}, "class_names has 3 entries but anomaly_maps has 4 maps"),
+        ({"scores": scores[:3], "labels": labels[:3]}, "scores has 3 entries but anomaly_maps has 4 maps"),
+        ({"labels": labels[:3]}, r"labels shape \(3,\) does not match scores shape \(4,\)"),
+        ({"masks": five}, r"masks must be binary .*masks\[1\] holds values \[0.0, (1.0, )?5.0\]"),
+        ({"masks": nan_mask}, r"masks must be binary .*masks\[2\] holds values \[0.0, (1.0, )?nan\]"),
+        ({"anomaly_maps": nan_map}, r"anomaly_maps\[3\] contains NaN or inf"),
+        ({"anomaly_maps": inf_map}, r"anomaly_maps\[0\] contains NaN or inf"),
+        ({"anomaly_maps": maps[:, :8], "masks": masks[:, :8]}, r"map_size \(16, 16\)"),
+        ({"predictions": scores}, r"unknown inputs \['predictions'\]"),
+    ]
+    for change, message in cases:
+        batch = {name: value for name, value in {**good, **change}.items() if value is not None}
+        with pytest.raises(ValueError, match=message):
+            metric.add_batch(**batch)
+    with pytest.raises(ValueError, match=r"masks\[0\] holds values \[0.0, (1.0, )?5.0\]"):
+        metric.add(anomaly_maps=maps[1], masks=five[1], scores=scores[1], labels=labels[1], class_names=names[1])
+    with pytest.raises(ValueError, match=r"missing inputs \['class_names'\]"):
+        metric.compute(anomaly_maps=maps, masks=masks, scores=scores, labels=labels)
+
+    # nothing was stored by the refused batches
+    for index in range(len(maps)):
+        metric.add(
+            anomaly_maps=maps[index],
+            masks=masks[index],
+            scores=scores[index],
+            labels=labels[index],
+            class_names=names[index],
+        )
+    expected = AnomalyMetricAccumulator()
+    expected.update(maps, masks, scores, labels, names)
+    assert metric.compute()["per_class"]["carpet"] == pytest.approx(expected.compute()["per_class"]["carpet"])

@@ -86,12 +86,51 @@ def test_compare_with_paper(tmp_path):
     assert by_class["metal nut"]["aupro_diff"] == 0.0
     assert by_class["metal nut"]["image_auroc_ours"] is None and by_class["metal nut"]["image_auroc_diff"] is None
     assert by_class["cable"]["pixel_auroc_ours"] is None and by_class["cable"]["pixel_auroc_paper"] == 81.2
-    assert rows[-1]["class"] == "Mean" and rows[-1]["image_ap_diff"] == pytest.approx(95.75 - 96.14)
+    # The Mean row averages both sides over the classes both have (bottle, metal nut), not the paper's 15.
+    mean = rows[-1]
+    assert mean["class"] == "Mean"
+    assert mean["image_ap_ours"] == pytest.approx((100.0 + 91.5) / 2, abs=0.01)
+    assert mean["image_ap_paper"] == pytest.approx((98.75 + 91.5) / 2, abs=0.01)
+    assert mean["image_ap_diff"] == pytest.approx(((100.0 - 98.75) + (91.5 - 91.5)) / 2, abs=0.01)
+    # metal nut has no image AUROC of ours: that metric's mean is over bottle alone, on both sides.
+    assert (mean["image_auroc_ours"], mean["image_auroc_paper"], mean["image_auroc_diff"]) == (96.03, 96.03, 0.0)
+    assert reports.compared_classes(RESULTS, "mvtec") == {
+        "both": ["bottle", "metal nut"],
+        "only_ours": [],
+        "only_paper": [
+            row["class_name"]
+            for row in reports.paper_results(table=4)
+            if row["class_name"] not in ("bottle", "metal_nut", "mean")
+        ],
+        "undefined": {"image_auroc": ["metal nut"]},
+    }
     markdown = reports.comparison_markdown(RESULTS, "MVTec")
+    assert "Mean: both sides averaged over the same 2 class(es): bottle, metal nut." in markdown
+    assert "Not evaluated here (left out): cable, capsule" in markdown
+    assert "Image AUROC (%) also leaves out metal nut (n/a)." in markdown
     assert "| bottle | 94.67 / 94.67 / +0.00 | 88.58 / 88.58 / +0.00 | 96.03 / 96.03 / +0.00 |" in markdown
     assert "exact" not in markdown
     assert "`exact`" in reports.comparison_markdown({**RESULTS, "aupro_mode": "exact"}, "MVTec")
     md, csv_path, json_path = reports.write_comparison(RESULTS, "MVTec", tmp_path / "compare")
-    assert json.loads(json_path.read_text())["paper_table"] == 4
+    payload = json.loads(json_path.read_text())
+    assert payload["paper_table"] == 4 and payload["compared_classes"]["both"] == ["bottle", "metal nut"]
     with pytest.raises(ValueError, match="no per-class table"):
         reports.compare_with_paper(RESULTS, "Average")
+
+
+def test_class_names_cannot_break_markdown_tables():
+    results = {**RESULTS, "per_class": {"a|b <img src=x>": RESULTS["per_class"]["bottle"]}}
+    table = reports.per_class_markdown(results)
+    assert "| a\\|b &lt;img src=x&gt; | 94.67 |" in table
+    assert all(line.count(" | ") == 4 for line in table.splitlines() if line.startswith("| "))
+    assert "<img" not in reports.comparison_markdown(results, "mvtec")
+
+
+def test_dataset_names_come_from_the_registry():
+    assert reports.PER_CLASS_TABLES == {"MVTec": 4, "VisA": 5, "MPDD": 6, "BTAD": 7, "SDD": 8, "DTD-Synthetic": 9}
+    assert [reports.canonical_dataset_name(name) for name in ("mvtec_ad", "KolektorSDD", "dtd", "mine")] == [
+        "MVTec",
+        "SDD",
+        "DTD-Synthetic",
+        "mine",
+    ]

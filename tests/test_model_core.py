@@ -31,6 +31,23 @@ def test_config_defaults_are_the_paper_setting():
     assert config.deep_prompt_depth == 12
     assert (config.alpha, config.sigma, config.top_n1, config.top_n2) == (0.8, 9.0, 500, 2500)
     assert config.logit_scale == pytest.approx(1 / 0.07)
+    assert (config.text_prompt_position, config.position_interpolation, config.dice_smooth) == (
+        "after_sot",
+        "bicubic",
+        1.0,
+    )
+
+
+def test_a_config_saved_before_the_fidelity_fields_loads_with_its_old_behaviour(tmp_path):
+    import json
+
+    GenCLIPConfig().save_pretrained(tmp_path)
+    saved = json.loads((tmp_path / "config.json").read_text())
+    assert (saved["text_prompt_position"], saved["dice_smooth"]) == ("after_sot", 1.0)
+    del saved["text_prompt_position"], saved["dice_smooth"]
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    old = GenCLIPConfig.from_pretrained(tmp_path)
+    assert (old.text_prompt_position, old.dice_smooth) == ("before_eot", 0.0)
 
 
 @pytest.mark.parametrize(
@@ -46,6 +63,16 @@ def test_config_defaults_are_the_paper_setting():
         ({"text_prompt_depth": 13}, "text_prompt_depth"),
         ({"image_size": 10}, "image_size"),
         ({"generic_term": "  "}, "generic_term"),
+        ({"feature_layers": [24.7]}, "feature_layers"),
+        ({"feature_layers": [6, 6]}, "feature_layers"),
+        ({"use_cnf": "false"}, "use_cnf"),
+        ({"logit_scale": float("nan")}, "logit_scale"),
+        ({"sigma": float("inf")}, "sigma"),
+        ({"image_size": "518"}, "image_size"),
+        ({"score_threshold": float("nan")}, "score_threshold"),
+        ({"text_prompt_position": "middle"}, "text_prompt_position"),
+        ({"position_interpolation": "nearest"}, "position_interpolation"),
+        ({"dice_smooth": -1.0}, "dice_smooth"),
     ],
 )
 def test_invalid_config_values_name_the_field(overrides, field):
@@ -82,33 +109,42 @@ def test_vision_pass_stops_after_the_last_needed_layer(tiny_model, tiny_processo
 def test_forward_outputs_shapes_and_probabilities(tiny_model, tiny_processor):
     inputs = tiny_processor(images=sample_images(), class_names=["pcb", "pipe fryum"])
     with torch.no_grad():
-        output = tiny_model(**inputs, return_query_maps=True)
+        output = tiny_model(**inputs)
+        detection = tiny_model.detect(inputs["pixel_values"], ["pcb", "pipe fryum"], return_component_maps=True)
     assert output.layer_maps.shape == (2, 3, 2, 64, 64)
-    assert output.query_maps.shape == (2, 3, 2, 64, 64)
+    assert detection.component_maps["query_maps"].shape == (2, 3, 64, 64)
     assert output.image_embeds.shape == (2, 32)
     assert output.text_embeds.shape == (2, 3, 2, 32)
     assert output.loss is None
     assert torch.allclose(output.layer_maps.sum(dim=2), torch.ones(2, 3, 64, 64), atol=1e-5)
     # The query branch does not depend on the image or the class name: its text is shared.
-    query_text = tiny_model.query_text_embeddings(
-        inputs["generic_input_ids"], inputs["generic_query_positions"], inputs["generic_eot_positions"]
-    )
+    query_text = tiny_model.query_text_embeddings()
     assert torch.allclose(
-        tiny_model.score_maps(tiny_model.encode_image(inputs["pixel_values"]).layer_features, query_text),
-        output.query_maps,
+        tiny_model.score_maps(tiny_model.encode_image(inputs["pixel_values"]).layer_features, query_text)[:, :, 1],
+        detection.component_maps["query_maps"],
         atol=1e-6,
     )
 
 
 def test_vision_prompts_switch_changes_only_the_vision_branch(tiny_model, tiny_processor):
+    """MVP off: the vision-enhanced maps change, the query-only maps stay bitwise the same, and the vision-enhanced
+    text no longer depends on the image or the layer (V_Q = Q_P)."""
     inputs = tiny_processor(images=sample_images(), class_names="pcb")
+    pixel_values = inputs["pixel_values"]
     with torch.no_grad():
-        with_mvp = tiny_model(**inputs).text_embeds
-        tiny_model.config.use_vision_prompts = False
-        without = tiny_model(**inputs).text_embeds
-    assert not torch.allclose(with_mvp, without)
-    assert torch.allclose(without[0], without[1], atol=1e-6)
-    assert torch.allclose(without[:, 0], without[:, 2], atol=1e-6)
+        with_mvp = tiny_model.detect(pixel_values, "pcb", use_cnf=False, return_component_maps=True)
+        without = tiny_model.detect(
+            pixel_values, "pcb", use_cnf=False, use_vision_prompts=False, return_component_maps=True
+        )
+        text_without = tiny_model.text_embeddings(
+            tiny_model.encode_image(pixel_values).layer_features,
+            **tiny_model.prompt_inputs(["pcb", "pcb"]),
+            use_vision_prompts=False,
+        )
+    assert not torch.allclose(with_mvp.component_maps["vision_maps"], without.component_maps["vision_maps"])
+    assert torch.equal(with_mvp.component_maps["query_maps"], without.component_maps["query_maps"])
+    assert torch.allclose(text_without[0], text_without[1], atol=1e-6)
+    assert torch.allclose(text_without[:, 0], text_without[:, 2], atol=1e-6)
 
 
 def test_training_step_updates_exactly_the_learnable_parameters(tiny_model, tiny_processor):
@@ -143,18 +179,12 @@ def test_training_step_updates_exactly_the_learnable_parameters(tiny_model, tiny
     assert not model.clip.training
 
 
-def test_query_text_cache_follows_parameter_updates(tiny_model, tiny_processor):
-    inputs = tiny_processor(images=sample_images()[:1])
-    generic = (
-        inputs["generic_input_ids"],
-        inputs["generic_query_positions"],
-        inputs["generic_eot_positions"],
-    )
+def test_query_text_cache_follows_parameter_updates(tiny_model):
     with torch.no_grad():
-        first = tiny_model.query_text_embeddings(*generic)
-        assert tiny_model.query_text_embeddings(*generic) is first
+        first = tiny_model.query_text_embeddings()
+        assert tiny_model.query_text_embeddings() is first
         tiny_model.prompt_learner.query_tokens.add_(1.0)
-        second = tiny_model.query_text_embeddings(*generic)
+        second = tiny_model.query_text_embeddings()
     assert not torch.allclose(first, second)
 
 
@@ -180,10 +210,10 @@ def test_save_and_load_round_trip_is_identical_and_pickle_free(tiny_model, tiny_
     for key, value in inputs.items():
         assert torch.equal(value, reloaded_inputs[key]), key
     with torch.no_grad():
-        before = tiny_model(**inputs, return_query_maps=True)
-        after = loaded(**reloaded_inputs, return_query_maps=True)
-    assert torch.equal(before.layer_maps, after.layer_maps)
-    assert torch.equal(before.query_maps, after.query_maps)
+        before = tiny_model.detect(inputs["pixel_values"], "pcb", return_component_maps=True)
+        after = loaded.detect(reloaded_inputs["pixel_values"], "pcb", return_component_maps=True)
+    assert torch.equal(before.anomaly_maps, after.anomaly_maps)
+    assert torch.equal(before.component_maps["query_maps"], after.component_maps["query_maps"])
     for name, tensor in tiny_model.state_dict().items():
         assert torch.equal(tensor, loaded.state_dict()[name]), name
 

@@ -86,15 +86,37 @@ def test_eq5_focal_and_dice_on_a_known_map():
     p_target = [0.9, 0.8, 0.5, 0.9]
     expected_focal = sum(-((1 - p) ** 2) * math.log(p) for p in p_target) / 4
     assert focal_loss(probabilities, target, gamma=2.0).item() == pytest.approx(expected_focal, rel=1e-5)
-    expected_dice_anomaly = 1 - 2 * 0.9 / (1.7 + 1 + 1e-5)
+    # The default dice adds s = 1 to numerator and denominator (the references' loss code).
+    expected_dice_anomaly = 1 - (2 * 0.9 + 1) / (1.7 + 1 + 1)
     assert dice_loss(anomaly, target).item() == pytest.approx(expected_dice_anomaly, rel=1e-5)
-    expected_dice_normal = 1 - 2 * (0.8 + 0.5 + 0.9) / (2.3 + 3 + 1e-5)
+    expected_dice_normal = 1 - (2 * (0.8 + 0.5 + 0.9) + 1) / (2.3 + 3 + 1)
     assert dice_loss(1 - anomaly, 1 - target).item() == pytest.approx(expected_dice_normal, rel=1e-5)
     layer_maps = torch.stack([probabilities, probabilities], dim=1)
     total, per_layer = genclip_loss(layer_maps, target, gamma=2.0)
     one_layer = expected_focal + expected_dice_anomaly + expected_dice_normal
     assert per_layer.tolist() == pytest.approx([one_layer, one_layer], rel=1e-5)
     assert total.item() == pytest.approx(2 * one_layer, rel=1e-5)
+
+
+def test_eq15_dice_literally_with_smooth_zero():
+    anomaly = torch.tensor([[[0.9, 0.2], [0.5, 0.1]]])
+    target = torch.tensor([[[1.0, 0.0], [0.0, 0.0]]])
+    assert dice_loss(anomaly, target, smooth=0.0).item() == pytest.approx(1 - 2 * 0.9 / (1.7 + 1 + 1e-5), rel=1e-5)
+
+
+def test_dice_with_smoothing_has_a_gradient_on_normal_images_and_eq15_has_none():
+    """On an image without defects the anomaly-channel dice of Eq. 15 is the constant 1 (no gradient); with s = 1
+    it is 1 - 1 / (sum(S) + 1), which pushes the anomaly probabilities down."""
+    anomaly = torch.tensor([[[0.3, 0.2], [0.5, 0.1]]], requires_grad=True)
+    normal_target = torch.zeros(1, 2, 2)
+    literal = dice_loss(anomaly, normal_target, smooth=0.0)
+    assert literal.item() == pytest.approx(1.0)
+    (literal_gradient,) = torch.autograd.grad(literal, anomaly)
+    assert literal_gradient.abs().max().item() == 0.0
+    smoothed = dice_loss(anomaly, normal_target, smooth=1.0)
+    assert smoothed.item() == pytest.approx(1 - 1 / (1.1 + 1), rel=1e-6)
+    (gradient,) = torch.autograd.grad(smoothed, anomaly)
+    assert torch.allclose(gradient, torch.full_like(gradient, 1 / (1.1 + 1) ** 2))
 
 
 def test_focal_gamma_zero_is_cross_entropy():

@@ -98,14 +98,16 @@ def test_cnf_uses_the_generic_term_of_the_call(detector):
 def test_invalid_arguments_are_named(detector):
     with pytest.raises(ValueError, match="feature_layers must be a non-empty subset"):
         detector(images()[0], feature_layers=[3])
-    with pytest.raises(ValueError, match="alpha must be in"):
+    with pytest.raises(ValueError, match=r"alpha must be a finite number in \[0, 1\]"):
         detector(images()[0], alpha=2.0)
     with pytest.raises(ValueError, match=r"class_name must hold 1 or 3 names"):
         detector(images(), class_name=["a", "b"])
-    with pytest.raises(TypeError, match="Unknown anomaly-detection argument"):
+    with pytest.raises(ValueError, match=r"Unknown setting\(s\) \['colour'\] of GenCLIPModel"):
         detector(images()[0], colour="red")
-    with pytest.raises(ValueError, match=r"images\[0\]"):
+    with pytest.raises(ValueError, match=r"image must be an array of shape"):
         detector(np.zeros((10, 10, 2)))
+    with pytest.raises(ValueError, match=r"images\[1\]"):
+        detector([images()[0], np.zeros((10, 10, 2))])
 
 
 def test_hub_folder_holds_code_and_config_entries(tiny_checkpoint_dir):
@@ -161,3 +163,39 @@ def test_query_text_is_computed_once_per_model(detector):
     detector.model.prompt_learner.encode = original
     # Vision-enhanced prompts run per image (one pair per feature layer); the query-only pair runs once.
     assert calls == [3, 1, 3]
+
+
+def test_standard_pipeline_inputs_generators_datasets_and_workers(detector):
+    import datasets
+    from transformers.pipelines.pt_utils import KeyDataset
+
+    pictures = [Image.fromarray(np.asarray(images()[0])), Image.fromarray(np.asarray(images()[2])[..., :3])]
+    expected = [result["score"] for result in detector(pictures)]
+    dataset = datasets.Dataset.from_dict({"image": pictures})
+    streamed = detector(KeyDataset(dataset, "image"), batch_size=2)
+    assert not isinstance(streamed, list)
+    assert [result["score"] for result in streamed] == pytest.approx(expected, rel=1e-5)
+    generated = detector((picture for picture in pictures), batch_size=2)
+    assert [result["score"] for result in generated] == pytest.approx(expected, rel=1e-5)
+    with_workers = detector(pictures, batch_size=2, num_workers=2)
+    assert [result["score"] for result in with_workers] == pytest.approx(expected, rel=1e-5)
+    per_item = detector([{"image": pictures[0], "class_name": "pcb"}, {"image": pictures[1], "class_name": "pcb"}])
+    assert [result["score"] for result in per_item] == pytest.approx(
+        [result["score"] for result in detector(pictures, class_name="pcb")], rel=1e-6
+    )
+
+
+def test_build_time_arguments_and_dtype_are_honoured(tiny_checkpoint_dir):
+    import torch
+
+    thresholded = pipeline("anomaly-detection", model=str(tiny_checkpoint_dir), threshold=1.0, alpha=1.0)
+    result = thresholded(images()[0])
+    assert result["mask"].shape == result["anomaly_map"].shape
+    assert result["score"] == pytest.approx(thresholded(images()[0], use_query_branch=False)["score"], rel=1e-6)
+    assert thresholded(images()[0], alpha=0.5)["score"] != pytest.approx(result["score"], rel=1e-6)
+    bf16 = pipeline("anomaly-detection", model=str(tiny_checkpoint_dir), dtype=torch.bfloat16)
+    assert bf16.model.dtype == torch.bfloat16
+    assert all(parameter.dtype == torch.bfloat16 for parameter in bf16.model.parameters())
+    low_precision = bf16(images()[0])
+    assert low_precision["anomaly_map"].dtype == np.float32
+    assert np.isfinite(low_precision["score"])

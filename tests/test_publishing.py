@@ -24,16 +24,21 @@ REPO_ID = "someone/genclip-tiny"
 UPLOAD_FILES = [
     "README.md",
     "class_names.py",
+    "clip_backbone.py",
     "config.json",
     "configuration_genclip.py",
+    "detection.py",
+    "images.py",
     "losses.py",
     "model.safetensors",
     "modeling_genclip.py",
     "pipeline_anomaly_detection.py",
+    "processing_anomaly_detection.py",
     "processing_genclip.py",
     "processor_config.json",
     "prompts.py",
     "scoring.py",
+    "settings.py",
     "tokenizer.json",
     "tokenizer_config.json",
 ]
@@ -165,6 +170,22 @@ def test_metrics_errors_name_the_file(tiny_checkpoint_dir: Path, tmp_path: Path)
     write_dataset_row(results((0.9, 0.8, 0.7, 0.6)), "mvtec", tmp_path / "row")
     with pytest.raises(ValueError, match="Two evaluation results for MVTec"):
         build_model_card(tiny_checkpoint_dir, [tmp_path / "row.json", f"mvtec={tmp_path / 'per_class.json'}"])
+
+
+def test_card_escapes_user_text(trained_dir: Path, tmp_path: Path) -> None:
+    log = json.loads((trained_dir / "training_log.json").read_text())
+    log["arguments"].update({"classes": ["a|b", "<script>alert(1)</script>"], "split": "test|<b>"})
+    (trained_dir / "training_log.json").write_text(json.dumps(log))
+    write_dataset_row(results((0.9, 0.8, 0.7, 0.6)), "my|parts <img src=x>", tmp_path / "row")
+    card = build_model_card(trained_dir, [tmp_path / "row.json"], model_name="tiny <b>|x</b>", repo_id=REPO_ID)
+    text = card.text
+    assert not re.search(r"<(script|img|b)\b", text)
+    assert "# tiny &lt;b&gt;\\|x&lt;/b&gt;" in text and "&lt;script&gt;" in text
+    row = next(line for line in text.splitlines() if line.startswith("| my"))
+    assert row.startswith("| my\\|parts &lt;img src=x&gt; | 90.0 |")
+    assert len(re.findall(r"(?<!\\)\|", row)) == 7  # the table's 6 columns, not one more
+    with pytest.raises(ValueError, match=r"repo_id must be a Hub id like 'user/model', got 'a b/c\"d'"):
+        build_model_card(trained_dir, repo_id='a b/c"d')
 
 
 def test_card_command_reports_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

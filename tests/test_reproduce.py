@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from genclip_hf.benchmark_registry import BENCHMARK_REGISTRY
 from genclip_hf.data import write_synthetic_benchmark
 from genclip_hf.metrics.reports import paper_results
 from genclip_hf.testing import save_random_clip
@@ -151,6 +152,20 @@ def test_missing_root_is_named(tmp_path: Path) -> None:
     )
     assert completed.returncode != 0
     assert "give the roots" in completed.stderr.lower()
+
+
+def test_docs_list_the_registry() -> None:
+    text = (SCRIPTS_DIR.parents[1] / "docs" / "reproduce.md").read_text()
+    for benchmark in BENCHMARK_REGISTRY.values():
+        trained_on = BENCHMARK_REGISTRY[benchmark.training_benchmark].display_name
+        cells = [
+            benchmark.display_name,
+            f"`{benchmark.root_flag}`",
+            f"`{benchmark.default_root}`",
+            trained_on,
+            f"{benchmark.per_class_table}, {benchmark.generic_term_table}",
+        ]
+        assert "| " + " | ".join(cells) + " |" in text
 
 
 @pytest.mark.slow

@@ -11,7 +11,7 @@ from accelerate.utils import set_seed
 from genclip_hf import GenCLIPModel, GenCLIPProcessor
 from genclip_hf.data import load_benchmark, write_synthetic_benchmark
 from genclip_hf.metrics import pixel_auroc
-from genclip_hf.training import TrainingArguments, TrainingCollator, TrainingSamples, train
+from genclip_hf.training import TrainingArguments, train
 
 TRAIN_CATEGORIES = ["stripes", "checker", "disc", "ring"]
 HELD_OUT_CATEGORIES = ["weave", "noise", "square", "cross"]
@@ -20,17 +20,17 @@ MODEL_OPTIONS = {"image_size": 64, "feature_layers": [1, 2, 4]}
 
 def held_out_pixel_auroc(model: GenCLIPModel, processor: GenCLIPProcessor, dataset) -> float:
     """Pixel AUROC of the mean anomaly channel of the layer maps `S_V^i` (no smoothing, no fusion)."""
-    samples = TrainingSamples(dataset, processor)
-    batch = TrainingCollator(processor)([samples[index] for index in range(len(samples))])
+    images = [image.convert("RGB") for image in dataset["image"]]
+    inputs = processor(images=images, class_names=list(dataset["class_name"]), masks=list(dataset["mask"]))
     model.eval()
     with torch.no_grad():
         outputs = model(
-            pixel_values=batch["pixel_values"],
-            input_ids=batch["input_ids"],
-            query_positions=batch["query_positions"],
-            eot_positions=batch["eot_positions"],
+            pixel_values=inputs["pixel_values"],
+            input_ids=inputs["input_ids"],
+            query_positions=inputs["query_positions"],
+            eot_positions=inputs["eot_positions"],
         )
-    return pixel_auroc(outputs.layer_maps[:, :, 1].mean(dim=1), batch["masks"].bool())
+    return pixel_auroc(outputs.layer_maps[:, :, 1].mean(dim=1), inputs["masks"].bool())
 
 
 @pytest.mark.slow
@@ -54,7 +54,7 @@ def test_training_on_some_categories_helps_on_held_out_categories(tmp_path, tiny
     result = train(
         TrainingArguments(
             output_dir=str(tmp_path / "model"),
-            data=str(train_root),
+            data=[str(train_root)],
             benchmark="mvtec",
             clip_model=str(tiny_clip_dir),
             epochs=5,

@@ -14,16 +14,17 @@ from accelerate.utils import set_seed
 from PIL import Image
 
 from genclip_hf import GenCLIPModel, GenCLIPProcessor
-from genclip_hf.data import export_parquet, load_benchmark, write_synthetic_benchmark
-from genclip_hf.feature_cache import FeatureCache, backbone_fingerprint, image_content_hash
+from genclip_hf.cli import main
+from genclip_hf.data import export_parquet, load_benchmark, open_dataset, write_synthetic_benchmark
 from genclip_hf.training import (
     EpochShuffleSampler,
     TrainingArguments,
     add_training_arguments,
     latest_checkpoint,
-    load_training_dataset,
+    open_training_data,
     train,
 )
+from genclip_hf.training.feature_cache import FeatureCache, backbone_fingerprint, image_content_hash
 
 pytestmark = pytest.mark.usefixtures("fresh_accelerate_state")
 
@@ -44,7 +45,7 @@ def tiny_arguments(tmp_path: Path, clip_dir: Path, data_root: Path, name: str, *
     values = dict(
         TINY_TRAINING,
         output_dir=str(tmp_path / name),
-        data=str(data_root),
+        data=[str(data_root)],
         benchmark="mvtec",
         clip_model=str(clip_dir),
         feature_cache_dir=str(tmp_path / "feature-cache"),
@@ -62,8 +63,38 @@ def max_difference(first: dict[str, torch.Tensor], second: dict[str, torch.Tenso
     return max((first[name] - second[name]).abs().max().item() for name in first)
 
 
-def test_cached_path_equals_uncached_path(tmp_path, tiny_clip_dir, synthetic_root, monkeypatch):
-    # Both paths round the frozen features through float16, so they train the same model; observed bitwise equal.
+def test_cache_holds_each_images_own_features_and_trains_like_the_uncached_path(
+    tmp_path, tiny_clip_dir, synthetic_root
+):
+    """The cache stores float16 features; the uncached path trains on the exact float32 ones. Each cached file must be
+    its own image's features (a cache that mixed up images would fail the first check), and the two runs must end
+    within float16 rounding of each other while both moved far from the initial weights."""
+    cached_args = tiny_arguments(tmp_path, tiny_clip_dir, synthetic_root, "cached", epochs=2)
+    cached = train(cached_args)
+    dataset = load_benchmark("mvtec", synthetic_root)
+    cache = FeatureCache.for_model(tmp_path / "feature-cache", cached.model, cached.processor)
+    assert len(list(cache.directory.rglob("*.safetensors"))) == len(dataset) == 16
+    for row in dataset.select(range(0, 16, 5)):
+        image = row["image"].convert("RGB")
+        expected = cached.model.frozen_features(cached.processor.pixel_values(image))[0].half()
+        torch.testing.assert_close(cache.load(image_content_hash(image)), expected, rtol=0, atol=0)
+    AcceleratorState._reset_state(reset_partial_state=True)
+    uncached = train(tiny_arguments(tmp_path, tiny_clip_dir, synthetic_root, "uncached", epochs=2, feature_cache=False))
+    set_seed(0)
+    initial = GenCLIPModel.from_clip(str(tiny_clip_dir), image_size=64, feature_layers=[1, 2, 4])
+    assert max_difference(learnable_state(cached.model), learnable_state(initial)) > 1e-3
+    for cached_entry, uncached_entry in zip(cached.history, uncached.history, strict=True):
+        assert cached_entry["loss"] == pytest.approx(uncached_entry["loss"], rel=1e-3)
+    # Adam's sign-like steps amplify float16 rounding in single weights; what the weights compute must agree.
+    pixel_values = cached.processor.pixel_values([row["image"] for row in dataset.select(range(4))])
+    maps = [
+        model.detect(pixel_values, "stripes", use_cnf=False).anomaly_maps for model in (cached.model, uncached.model)
+    ]
+    untrained = initial.detect(pixel_values, "stripes", use_cnf=False).anomaly_maps
+    assert (maps[0] - maps[1]).abs().max() < 0.05 * (maps[0] - untrained).abs().max()
+
+
+def test_cli_train_evaluates_and_publishes_after_training(tmp_path, tiny_clip_dir, synthetic_root, monkeypatch):
     uploads = []
     monkeypatch.setattr("genclip_hf.publishing.create_repo", lambda repo_id, **kwargs: None)
     monkeypatch.setattr(
@@ -72,32 +103,18 @@ def test_cached_path_equals_uncached_path(tmp_path, tiny_clip_dir, synthetic_roo
             (repo_id, sorted(p.name for p in Path(folder_path).iterdir()))
         ),
     )
-    cached_args = tiny_arguments(
-        tmp_path,
-        tiny_clip_dir,
-        synthetic_root,
-        "cached",
-        epochs=2,
-        eval_benchmark="mvtec",
-        eval_root=str(synthetic_root),
-        push_to_hub="someone/genclip-test",
-    )
-    cached = train(cached_args)
-    results = json.loads((Path(cached_args.output_dir) / "evaluation" / "mvtec" / "results.json").read_text())
+    output_dir = tmp_path / "trained"
+    argv = ["train", "--data", str(synthetic_root), "--benchmark", "mvtec", "--clip-model", str(tiny_clip_dir)]
+    argv += ["--output-dir", str(output_dir), "--image-size", "64", "--feature-layers", "1", "2", "4"]
+    argv += ["--epochs", "1", "--batch-size", "4", "--feature-cache-dir", str(tmp_path / "feature-cache")]
+    argv += ["--eval-benchmark", "mvtec", "--eval-root", str(synthetic_root), "--push-to-hub", "someone/genclip-test"]
+    assert main(argv) == 0
+    results = json.loads((output_dir / "evaluation" / "mvtec" / "results.json").read_text())
     assert set(results["per_class"]) == {"stripes", "disc"}
     [(repo_id, uploaded)] = uploads
     assert repo_id == "someone/genclip-test"
     assert {"README.md", "config.json", "model.safetensors", "pipeline_anomaly_detection.py"} <= set(uploaded)
     assert "training_log.json" not in uploaded and "checkpoints" not in uploaded
-    cache_files = sorted((tmp_path / "feature-cache").rglob("*.safetensors"))
-    assert len(cache_files) == 16
-    AcceleratorState._reset_state(reset_partial_state=True)
-    uncached = train(tiny_arguments(tmp_path, tiny_clip_dir, synthetic_root, "uncached", epochs=2, feature_cache=False))
-    assert max_difference(learnable_state(cached.model), learnable_state(uncached.model)) <= 1e-6
-    assert cached.history == uncached.history
-    set_seed(0)
-    initial = GenCLIPModel.from_clip(str(tiny_clip_dir), image_size=64, feature_layers=[1, 2, 4])
-    assert max_difference(learnable_state(cached.model), learnable_state(initial)) > 1e-4
 
 
 def test_killed_run_resumes_to_the_uninterrupted_weights(tmp_path, tiny_clip_dir, synthetic_root):
@@ -147,18 +164,21 @@ def test_resume_refuses_changed_settings_and_restart_needs_resume(tmp_path, tiny
 def test_feature_cache_round_trip_key_and_atomic_files(tmp_path, tiny_model, tiny_processor):
     cache = FeatureCache.for_model(tmp_path, tiny_model, tiny_processor)
     cache.prepare()
-    features, embeds = torch.randn(*cache.layer_features_shape), torch.randn(*cache.image_embeds_shape)
-    cache.save("ab" * 32, features, embeds)
-    loaded_features, loaded_embeds = cache.load("ab" * 32)
-    assert loaded_features.dtype == torch.float16
-    torch.testing.assert_close(loaded_features, features.half(), rtol=0, atol=0)
-    torch.testing.assert_close(loaded_embeds, embeds.half(), rtol=0, atol=0)
+    assert cache.features_shape == (3, 65, 48)
+    features = torch.randn(*cache.features_shape)
+    cache.save("ab" * 32, features)
+    loaded = cache.load("ab" * 32)
+    assert loaded.dtype == torch.float16
+    torch.testing.assert_close(loaded, features.half(), rtol=0, atol=0)
     assert not list(tmp_path.rglob("*.tmp"))
     assert cache.path("ab" * 32).stat().st_size <= cache.bytes_per_image
-    with pytest.raises(ValueError, match=r"must have layer_features \(3, 65, 48\)"):
-        cache.save("cd" * 32, features[:, 1:], embeds)
+    with pytest.raises(ValueError, match=r"must have shape \(3, 65, 48\)"):
+        cache.save("cd" * 32, features[:, 1:])
     with pytest.raises(FileNotFoundError):
         cache.load("ef" * 32)
+    cache.path("ab" * 32).write_bytes(b"truncated")
+    with pytest.raises(ValueError, match="unreadable.*delete it to recompute"):
+        cache.load("ab" * 32)
 
     fingerprint = backbone_fingerprint(tiny_model)
     assert FeatureCache.for_model(tmp_path, tiny_model, tiny_processor, fingerprint).key == cache.key
@@ -192,26 +212,33 @@ def test_epoch_order_depends_only_on_seed_and_epoch():
 def test_training_data_sources(tmp_path, synthetic_root):
     benchmark = load_benchmark("mvtec", synthetic_root)
     export_parquet(benchmark, tmp_path / "parquet")
-    from_parquet = load_training_dataset(tmp_path / "parquet", classes=["disc"])
+    from_parquet = open_dataset(tmp_path / "parquet", classes=["disc"])
     assert set(from_parquet["class_name"]) == {"disc"} and len(from_parquet) == 8
     benchmark.save_to_disk(str(tmp_path / "on-disk"))
-    assert len(load_training_dataset(tmp_path / "on-disk")) == 16
+    assert len(open_dataset(tmp_path / "on-disk")) == 16
     with pytest.warns(UserWarning, match="no ground_truth folder"):
-        assert len(load_training_dataset(synthetic_root / "stripes" / "test")) == 8
+        assert len(open_dataset(synthetic_root / "stripes" / "test")) == 8
     with pytest.raises(FileNotFoundError, match="does not exist"):
-        load_training_dataset(tmp_path / "missing")
+        open_dataset(tmp_path / "missing")
+    several = open_training_data([f"mvtec={synthetic_root}", str(tmp_path / "parquet")], split="test")
+    assert len(several) == 32
 
 
 def test_bad_inputs_are_named(tmp_path, tiny_clip_dir, synthetic_root):
     with pytest.raises(ValueError, match="batch_size"):
         TrainingArguments(output_dir="out", batch_size=0)
-    with pytest.raises(ValueError, match="eval_benchmark and eval_root"):
-        TrainingArguments(output_dir="out", eval_benchmark="mvtec")
     with pytest.raises(ValueError, match="own arguments"):
         TrainingArguments(output_dir="out", config_overrides={"image_size": 224})
+    with pytest.raises(ValueError, match="has no field 'use_vision_promts'. Did you mean 'use_vision_prompts'"):
+        TrainingArguments(output_dir="out", config_overrides={"use_vision_promts": False})
+    with pytest.raises(ValueError, match="learning_rate"):
+        TrainingArguments(output_dir="out", learning_rate=float("nan"))
+    with pytest.raises(ValueError, match="adam_betas"):
+        TrainingArguments(output_dir="out", adam_betas=(0.5, 1.5))
     dataset = load_benchmark("mvtec", synthetic_root).remove_columns("mask")
     with pytest.raises(ValueError, match=r"lacks column\(s\) \['mask'\]"):
-        train(tiny_arguments(tmp_path, tiny_clip_dir, synthetic_root, "bad", data=None), dataset=dataset)
+        train(tiny_arguments(tmp_path, tiny_clip_dir, synthetic_root, "bad", data=[]), dataset=dataset)
+    assert main(["train", "--data", "d", "--output-dir", "o", "--eval-benchmark", "mvtec"]) == 2
 
 
 def test_cli_and_example_share_the_arguments():
@@ -222,8 +249,19 @@ def test_cli_and_example_share_the_arguments():
     arguments = TrainingArguments.from_namespace(cli_args)
     assert arguments.feature_cache is False and arguments.feature_layers == [1, 2]
     assert arguments.config_overrides == {"use_vision_prompts": False}
-    assert (arguments.epochs, arguments.batch_size, arguments.learning_rate, arguments.image_size) == (15, 8, 4e-5, 518)
+    assert (arguments.epochs, arguments.batch_size, arguments.learning_rate) == (15, 8, 4e-5)
+    assert (arguments.adam_betas, arguments.mixed_precision, arguments.image_size) == ((0.5, 0.999), "no", None)
     example_args = add_training_arguments(argparse.ArgumentParser()).parse_args(argv)
     assert TrainingArguments.from_namespace(example_args) == TrainingArguments(
         **{**vars(arguments), "feature_layers": None}
     )
+
+
+def test_image_size_scales_the_pixel_sized_settings():
+    arguments = TrainingArguments(output_dir="o", image_size=259)
+    overrides = arguments.model_config_overrides()
+    assert overrides["sigma"] == pytest.approx(4.5)
+    assert (overrides["top_n1"], overrides["top_n2"]) == (125, 625)
+    kept = TrainingArguments(output_dir="o", image_size=259, config_overrides={"sigma": 9.0}).model_config_overrides()
+    assert kept["sigma"] == 9.0
+    assert "sigma" not in TrainingArguments(output_dir="o").model_config_overrides()

@@ -23,22 +23,25 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from genclip_hf.benchmark_registry import BENCHMARK_REGISTRY
 from genclip_hf.metrics.reports import METRIC_HEADERS, paper_results
 
 METRICS = tuple(METRIC_HEADERS)
 PAPER_LAYERS = [6, 12, 18, 24]
-# Benchmark name of `genclip train/evaluate` -> the paper's dataset name.
-DATASETS = {
-    "mvtec": "MVTec",
-    "visa": "VisA",
-    "mpdd": "MPDD",
-    "btad": "BTAD",
-    "sdd": "SDD",
-    "dtd_synthetic": "DTD-Synthetic",
-}
-# The zero-shot protocol: MVTec-AD is evaluated with a model trained on VisA, every other dataset with one trained on
-# MVTec-AD.
-TRAINING_BENCHMARK = {name: "visa" if name == "mvtec" else "mvtec" for name in DATASETS}
+# The benchmarks of `genclip train/evaluate` in the paper's order; names, root options and the zero-shot protocol's
+# training benchmark (MVTec-AD is evaluated with a model trained on VisA, every other dataset with one trained on
+# MVTec-AD) all come from the registry.
+BENCHMARKS = list(BENCHMARK_REGISTRY)
+
+
+def paper_name(benchmark: str) -> str:
+    """The paper's name of `benchmark` ("mvtec" -> "MVTec")."""
+    return BENCHMARK_REGISTRY[benchmark].paper_name
+
+
+def training_benchmark(benchmark: str) -> str:
+    """The benchmark the protocol trains on before evaluating `benchmark`."""
+    return BENCHMARK_REGISTRY[benchmark].training_benchmark
 
 
 def build_parser(description: str, datasets: Sequence[str]) -> argparse.ArgumentParser:
@@ -46,9 +49,15 @@ def build_parser(description: str, datasets: Sequence[str]) -> argparse.Argument
     evaluation settings (paper defaults) and `--dry-run`."""
     parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     roots = parser.add_argument_group("dataset roots (native layouts, as distributed)")
-    needed = sorted({*datasets, *(TRAINING_BENCHMARK[name] for name in datasets)}, key=list(DATASETS).index)
+    needed = sorted({*datasets, *(training_benchmark(name) for name in datasets)}, key=BENCHMARKS.index)
     for name in needed:
-        roots.add_argument(f"--{name.replace('_', '-')}", dest=name, metavar="ROOT", help=f"{DATASETS[name]} root")
+        benchmark = BENCHMARK_REGISTRY[name]
+        roots.add_argument(
+            benchmark.root_flag,
+            dest=name,
+            metavar="ROOT",
+            help=f"{benchmark.display_name} root, e.g. {benchmark.default_root}",
+        )
     if "sdd" in needed:
         roots.add_argument("--sdd-variant", default="whole", help="SDD: whole (default) or adaclip_crops")
     training = parser.add_argument_group("training (paper defaults)")
@@ -87,10 +96,11 @@ class Reproduction:
         """The root given for `benchmark`; a placeholder in a dry run, else an error naming the option."""
         root = getattr(self.args, benchmark, None)
         if root is None:
-            option = f"--{benchmark.replace('_', '-')}"
+            option = BENCHMARK_REGISTRY[benchmark].root_flag
             if self.args.dry_run:
                 return f"<{option[2:]}-root>"
-            raise SystemExit(f"{DATASETS[benchmark]} is needed here: give its root with {option} ROOT.")
+            display_name = BENCHMARK_REGISTRY[benchmark].display_name
+            raise SystemExit(f"{display_name} is needed here: give its root with {option} ROOT.")
         return root
 
     def given(self, datasets: Sequence[str]) -> list[str]:
@@ -98,10 +108,10 @@ class Reproduction:
         if self.args.dry_run:
             return list(datasets)
         chosen = [
-            name for name in datasets if getattr(self.args, name) and getattr(self.args, TRAINING_BENCHMARK[name])
+            name for name in datasets if getattr(self.args, name) and getattr(self.args, training_benchmark(name))
         ]
         if not chosen:
-            options = ", ".join(f"--{name.replace('_', '-')}" for name in datasets)
+            options = ", ".join(BENCHMARK_REGISTRY[name].root_flag for name in datasets)
             raise SystemExit(f"Give the roots of the datasets to evaluate ({options}) and of their training data.")
         return chosen
 

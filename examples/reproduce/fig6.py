@@ -14,7 +14,7 @@ from __future__ import annotations
 import itertools
 import sys
 
-from common import DATASETS, Reproduction, build_parser, comparison_row, paper_row, percent
+from common import Reproduction, build_parser, comparison_row, paper_name, paper_row, percent
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
             continue
         paper = None
         if combination == layers:
-            paper = paper_row(2, DATASETS["visa"], "MVP + GQP" if query_branch else "MVP")
+            paper = paper_row(2, paper_name("visa"), "MVP + GQP" if query_branch else "MVP")
         label = {"layers": ", ".join(map(str, combination)), "query_branch": "on" if query_branch else "off"}
         rows.append(comparison_row(label, percent(results["mean"]), paper))
     reproduction.write(

@@ -15,23 +15,34 @@ from __future__ import annotations
 
 import sys
 
-from common import DATASETS, METRICS, TRAINING_BENCHMARK, Reproduction, build_parser, comparison_row, paper_row, percent
+from common import (
+    BENCHMARKS,
+    METRICS,
+    Reproduction,
+    build_parser,
+    comparison_row,
+    paper_name,
+    paper_row,
+    percent,
+    training_benchmark,
+)
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser(__doc__, list(DATASETS)).parse_args(argv)
+    args = build_parser(__doc__, BENCHMARKS).parse_args(argv)
     reproduction = Reproduction(args, "table1")
     rows, means = [], []
-    for benchmark in reproduction.given(list(DATASETS)):
-        model_dir = reproduction.train(TRAINING_BENCHMARK[benchmark])
+    for benchmark in reproduction.given(BENCHMARKS):
+        trained_on = training_benchmark(benchmark)
+        model_dir = reproduction.train(trained_on)
         results = reproduction.evaluate(model_dir, benchmark, benchmark)
         if results is None:
             continue
         ours = percent(results["mean"])
         means.append(ours)
-        label = {"dataset": DATASETS[benchmark], "trained_on": DATASETS[TRAINING_BENCHMARK[benchmark]]}
-        rows.append(comparison_row(label, ours, paper_row(1, DATASETS[benchmark], "GenCLIP")))
-    if len(means) == len(DATASETS):
+        label = {"dataset": paper_name(benchmark), "trained_on": paper_name(trained_on)}
+        rows.append(comparison_row(label, ours, paper_row(1, paper_name(benchmark), "GenCLIP")))
+    if len(means) == len(BENCHMARKS):
         average = {metric: round(sum(mean[metric] for mean in means) / len(means), 2) for metric in METRICS}
         paper = paper_row(1, "Average", "GenCLIP")
         rows.append(comparison_row({"dataset": "Average", "trained_on": "-"}, average, paper))

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import sys
 
-from common import DATASETS, Reproduction, build_parser, comparison_row, paper_row, percent
+from common import Reproduction, build_parser, comparison_row, paper_name, paper_row, percent
 
 SETTINGS = [
     # (row label, evaluation folder, paper setting or None, trained on the final layer only, inference switches)
@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
         results = reproduction.evaluate(model_dir, "visa", name, switches)
         if results is None:
             continue
-        paper = paper_row(2, DATASETS["visa"], paper_setting) if paper_setting else None
+        paper = paper_row(2, paper_name("visa"), paper_setting) if paper_setting else None
         rows.append(comparison_row({"setting": label}, percent(results["mean"]), paper))
     reproduction.write(
         rows,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 
-from common import DATASETS, Reproduction, build_parser, comparison_row, paper_row, percent
+from common import Reproduction, build_parser, comparison_row, paper_name, paper_row, percent
 
 PAPER_CLASSES = ["chewinggum", "fryum", "macaroni1", "pcb1", "pipe_fryum"]
 SETTINGS = [("with CNF", "cnf", "--cnf"), ("without CNF", "no-cnf", "--no-cnf")]
@@ -29,9 +29,9 @@ def main(argv: list[str] | None = None) -> int:
         for class_name in PAPER_CLASSES:
             values = results["per_class"].get(class_name)
             ours = percent(values) if values is not None else None
-            paper = paper_row(3, DATASETS["visa"], setting, class_name)
+            paper = paper_row(3, paper_name("visa"), setting, class_name)
             rows.append(comparison_row({"class": class_name, "setting": setting}, ours, paper))
-        mean_paper = paper_row(3, DATASETS["visa"], setting)
+        mean_paper = paper_row(3, paper_name("visa"), setting)
         rows.append(comparison_row({"class": "mean of VisA", "setting": setting}, percent(results["mean"]), mean_paper))
     reproduction.write(
         rows,

@@ -12,10 +12,23 @@ from __future__ import annotations
 
 import sys
 
-from common import DATASETS, TRAINING_BENCHMARK, Reproduction, build_parser, comparison_row, paper_row, percent
+from common import (
+    BENCHMARK_REGISTRY,
+    Reproduction,
+    build_parser,
+    comparison_row,
+    paper_name,
+    paper_row,
+    percent,
+    training_benchmark,
+)
 
 TERMS = ["object", "manufacture", "product", "item", "something"]
-PAPER_TABLES = {"mvtec": 10, "visa": 11, "btad": 12, "mpdd": 13, "sdd": 14, "dtd_synthetic": 15}
+# Benchmark -> its generic-term table, in the paper's table order.
+PAPER_TABLES = {
+    name: benchmark.generic_term_table
+    for name, benchmark in sorted(BENCHMARK_REGISTRY.items(), key=lambda item: item[1].generic_term_table)
+}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -25,13 +38,13 @@ def main(argv: list[str] | None = None) -> int:
     reproduction = Reproduction(args, "tables10_15")
     rows = []
     for benchmark in reproduction.given(list(PAPER_TABLES)):
-        model_dir = reproduction.train(TRAINING_BENCHMARK[benchmark])
+        model_dir = reproduction.train(training_benchmark(benchmark))
         for term in args.terms:
             results = reproduction.evaluate(model_dir, benchmark, f"{benchmark}/{term}", ["--generic-term", term])
             if results is None:
                 continue
-            paper = paper_row(PAPER_TABLES[benchmark], DATASETS[benchmark], f"generic term: {term}")
-            label = {"table": str(PAPER_TABLES[benchmark]), "dataset": DATASETS[benchmark], "generic_term": term}
+            paper = paper_row(PAPER_TABLES[benchmark], paper_name(benchmark), f"generic term: {term}")
+            label = {"table": str(PAPER_TABLES[benchmark]), "dataset": paper_name(benchmark), "generic_term": term}
             rows.append(comparison_row(label, percent(results["mean"]), paper))
     reproduction.write(
         rows,

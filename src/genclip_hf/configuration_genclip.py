@@ -6,7 +6,14 @@ from huggingface_hub.dataclasses import strict
 from transformers import CLIPConfig, PreTrainedConfig
 from transformers.configuration_utils import SubConfigSpec
 
-# openai/clip-vit-large-patch14-336, the paper's backbone: the default architecture (weights come from the Hub).
+from .settings import SETTINGS
+
+DEFAULT_CLIP_MODEL = "openai/clip-vit-large-patch14-336"
+"""The paper's backbone (Hub id)."""
+PAPER_IMAGE_SIZE = 518
+"""The paper's model input side in pixels."""
+
+# The architecture of DEFAULT_CLIP_MODEL: the default of the config (weights come from the Hub).
 CLIP_VIT_L_14_336 = {
     "projection_dim": 768,
     "text_config": {
@@ -38,6 +45,31 @@ HUB_CUSTOM_PIPELINES = {
     }
 }
 INSTALLED_PACKAGE = __name__.startswith("genclip_hf.")
+CHECKED_FIELDS = (
+    "feature_layers",
+    "image_size",
+    "n_state_tokens",
+    "n_query_tokens",
+    "text_prompt_depth",
+    "text_prompt_length",
+    "text_prompt_position",
+    "position_interpolation",
+    "normal_state_word",
+    "abnormal_state_word",
+    "generic_term",
+    "logit_scale",
+    "alpha",
+    "sigma",
+    "top_n1",
+    "top_n2",
+    "use_vision_prompts",
+    "use_query_branch",
+    "use_cnf",
+    "focal_gamma",
+    "dice_smooth",
+    "prompt_init_std",
+    "score_threshold",
+)
 
 
 @strict
@@ -62,6 +94,13 @@ class GenCLIPConfig(PreTrainedConfig):
             Number of text transformer layers before which the deep text prompt is written; `None` means all.
         text_prompt_length (`int`, defaults to 1):
             Number of reserved deep-prompt slots `[D]` in each prompt.
+        text_prompt_position (`str`, defaults to `"after_sot"`):
+            Slot of the deep prompt `[D]`: right after `[SOT]` (reaches every later token under the causal mask, as
+            AnomalyCLIP/AdaCLIP) or `"before_eot"` (just before "." — the first release's slot, kept as an ablation).
+            A checkpoint saved without this field was trained with `"before_eot"` and loads with it.
+        position_interpolation (`str`, defaults to `"bicubic"`):
+            How CLIP's position grid is resized to `image_size`: `"bicubic"` (HF, open_clip, AdaCLIP) or `"bilinear"`
+            (AnomalyCLIP).
         normal_state_word (`str`, defaults to `"good"`) and abnormal_state_word (`str`, defaults to `"damaged"`):
             The state words of the prompt template.
         generic_term (`str`, defaults to `"object"`):
@@ -82,6 +121,10 @@ class GenCLIPConfig(PreTrainedConfig):
             Apply class-name filtering at inference.
         focal_gamma (`float`, defaults to 2.0):
             Focusing parameter of the focal loss (Eq. 5).
+        dice_smooth (`float`, defaults to 1.0):
+            Smoothing term s of the dice loss `1 - (2 sum(S G) + s) / (sum(S) + sum(G) + s)`, as in the AnomalyCLIP and
+            AdaCLIP loss code; 0 gives Eq. 15 literally (epsilon only in the denominator), which has no gradient on
+            normal images. A checkpoint saved without this field loads with 0.
         prompt_init_std (`float`, defaults to 0.02):
             Standard deviation of the normal initialisation of the learnable prompt tokens.
         score_threshold (`float`, *optional*):
@@ -101,11 +144,13 @@ class GenCLIPConfig(PreTrainedConfig):
 
     clip_config: dict | CLIPConfig | None = None
     feature_layers: list[int] | tuple[int, ...] = (6, 12, 18, 24)
-    image_size: int = 518
+    image_size: int = PAPER_IMAGE_SIZE
     n_state_tokens: int = 1
     n_query_tokens: int = 2
     text_prompt_depth: int | None = None
     text_prompt_length: int = 1
+    text_prompt_position: str | None = None
+    position_interpolation: str = "bicubic"
     normal_state_word: str = "good"
     abnormal_state_word: str = "damaged"
     generic_term: str = "object"
@@ -118,6 +163,7 @@ class GenCLIPConfig(PreTrainedConfig):
     use_query_branch: bool = True
     use_cnf: bool = True
     focal_gamma: float = 2.0
+    dice_smooth: float | None = None
     prompt_init_std: float = 0.02
     score_threshold: float | None = None
 
@@ -126,46 +172,38 @@ class GenCLIPConfig(PreTrainedConfig):
             # The installed package registers the task itself; a custom_pipelines entry would make
             # `pipeline("anomaly-detection", model=...)` demand trust_remote_code.
             kwargs.pop("custom_pipelines", None)
+        # A config.json written before these fields existed records `transformers_version` but not the fields: it
+        # loads with the behaviour it was trained with; a new config gets DESIGN's defaults.
+        saved_before_the_fields = self.transformers_version is not None
+        if self.text_prompt_position is None:
+            self.text_prompt_position = "before_eot" if saved_before_the_fields else "after_sot"
+        if self.dice_smooth is None:
+            self.dice_smooth = 0.0 if saved_before_the_fields else 1.0
         super().__post_init__(**kwargs)
-        self.feature_layers = [int(layer) for layer in self.feature_layers]
         self._check_fields()
 
     def _check_fields(self) -> None:
         """Raise `ValueError` naming the first field whose value the backbone or the method cannot use."""
+        for name in CHECKED_FIELDS:
+            setattr(self, name, SETTINGS[name].validate(getattr(self, name)))
         vision_layers = self.clip_config.vision_config.num_hidden_layers
         text_layers = self.clip_config.text_config.num_hidden_layers
         layers = list(self.feature_layers)
-        if not layers:
-            raise ValueError("feature_layers must name at least one vision layer, got an empty list.")
-        if any(layer < 1 or layer > vision_layers for layer in layers):
+        if max(layers) > vision_layers:
             raise ValueError(
                 f"feature_layers must be 1-based vision block indices in [1, {vision_layers}] for this backbone, "
                 f"got {layers}."
             )
-        if len(set(layers)) != len(layers):
-            raise ValueError(f"feature_layers must not repeat a layer, got {layers}.")
         patch_size = self.clip_config.vision_config.patch_size
         if self.image_size < patch_size:
             raise ValueError(f"image_size must be at least the patch size {patch_size}, got {self.image_size}.")
-        for name in ("n_state_tokens", "n_query_tokens", "text_prompt_length", "top_n1", "top_n2"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}.")
-        if self.text_prompt_depth is not None and not 0 <= self.text_prompt_depth <= text_layers:
+        if self.text_prompt_depth is not None and self.text_prompt_depth > text_layers:
             raise ValueError(
                 f"text_prompt_depth must be in [0, {text_layers}] (or None for all text layers), "
                 f"got {self.text_prompt_depth}."
             )
         if self.top_n1 >= self.top_n2:
             raise ValueError(f"top_n1 must be smaller than top_n2, got top_n1={self.top_n1}, top_n2={self.top_n2}.")
-        if not 0.0 <= self.alpha <= 1.0:
-            raise ValueError(f"alpha must be in [0, 1], got {self.alpha}.")
-        if self.sigma < 0:
-            raise ValueError(f"sigma must be non-negative, got {self.sigma}.")
-        if self.logit_scale <= 0:
-            raise ValueError(f"logit_scale must be positive, got {self.logit_scale}.")
-        for name in ("normal_state_word", "abnormal_state_word", "generic_term"):
-            if not getattr(self, name).strip():
-                raise ValueError(f"{name} must be a non-empty word, got {getattr(self, name)!r}.")
 
     def to_dict(self) -> dict:
         """Serialise, adding the Hub pipeline entry (see `HUB_CUSTOM_PIPELINES`)."""
@@ -185,12 +223,12 @@ class GenCLIPConfig(PreTrainedConfig):
             return self.clip_config.text_config.num_hidden_layers
         return self.text_prompt_depth
 
-    @property
-    def image_score_threshold(self) -> float:
-        """`score_threshold`, with `None` resolved to half the number of feature layers."""
-        if self.score_threshold is None:
-            return self.num_feature_layers / 2
-        return self.score_threshold
+    def label_threshold(self, num_layers: int | None = None) -> float:
+        """`score_threshold`, or (when `None`) half the number of feature layers in use (all of them by default):
+        the score of a map whose fused anomaly probability is 0.5 everywhere."""
+        if self.score_threshold is not None:
+            return self.score_threshold
+        return (self.num_feature_layers if num_layers is None else num_layers) / 2
 
 
-__all__ = ["GenCLIPConfig"]
+__all__ = ["DEFAULT_CLIP_MODEL", "PAPER_IMAGE_SIZE", "GenCLIPConfig"]

@@ -23,23 +23,29 @@ def focal_loss(probabilities: torch.Tensor, target: torch.Tensor, gamma: float =
     return (-((1 - p_target) ** gamma) * torch.log(p_target)).mean()
 
 
-def dice_loss(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Dice loss (paper Eq. 15) `1 - 2 * sum(p * g) / (sum(p) + sum(g) + eps)` per image, averaged over the batch.
+def dice_loss(prediction: torch.Tensor, target: torch.Tensor, smooth: float = 1.0) -> torch.Tensor:
+    """Dice loss `1 - (2 * sum(p * g) + s) / (sum(p) + sum(g) + s)` per image, averaged over the batch.
+
+    `s = smooth` is added to numerator and denominator as in the AnomalyCLIP and AdaCLIP loss code; `smooth=0` is the
+    paper's Eq. 15 literally, `1 - 2 * sum(p * g) / (sum(p) + sum(g) + eps)`, whose value is the constant 1 on an
+    image with an empty target (no gradient).
 
     Args:
         prediction: `(B, H, W)` probabilities.
         target: `(B, H, W)` binary ground truth.
+        smooth: the smoothing term s >= 0.
     Returns:
         A scalar.
     """
     prediction = prediction.flatten(1)
     target = target.flatten(1).to(prediction.dtype)
     overlap = (prediction * target).sum(dim=1)
-    return (1 - 2 * overlap / (prediction.sum(dim=1) + target.sum(dim=1) + DICE_EPS)).mean()
+    denominator = prediction.sum(dim=1) + target.sum(dim=1) + (smooth if smooth > 0 else DICE_EPS)
+    return (1 - (2 * overlap + smooth) / denominator).mean()
 
 
 def genclip_loss(
-    layer_maps: torch.Tensor, masks: torch.Tensor, gamma: float = 2.0
+    layer_maps: torch.Tensor, masks: torch.Tensor, gamma: float = 2.0, dice_smooth: float = 1.0
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Eq. 5 summed over layers: `focal(S^i, GT) + dice(S^i[:, 1], GT) + dice(S^i[:, 0], 1 - GT)`.
 
@@ -47,6 +53,7 @@ def genclip_loss(
         layer_maps: `(B, L, 2, H, W)` softmax score maps.
         masks: `(B, H, W)` binary ground truth at the map size (all zero for normal images).
         gamma: focal-loss focusing parameter.
+        dice_smooth: the dice smoothing term (see [`dice_loss`]).
     Returns:
         The total loss (scalar) and the `(L,)` loss of each layer.
     """
@@ -54,8 +61,8 @@ def genclip_loss(
     per_layer = torch.stack(
         [
             focal_loss(layer_map, masks, gamma)
-            + dice_loss(layer_map[:, 1], masks)
-            + dice_loss(layer_map[:, 0], 1 - masks)
+            + dice_loss(layer_map[:, 1], masks, dice_smooth)
+            + dice_loss(layer_map[:, 0], 1 - masks, dice_smooth)
             for layer_map in layer_maps.unbind(dim=1)
         ]
     )

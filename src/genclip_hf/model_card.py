@@ -9,7 +9,8 @@ paper's citation.
 Evaluation files are JSON, values in percent unless noted; each gives one entry per dataset:
 - dataset row (`metrics.reports.write_dataset_row`): `{"rows": [{"dataset": ..., "pixel_auroc": ..., ...}], ...}`;
 - per-class table (`metrics.reports.write_per_class_table`): its `"Mean"` row;
-- comparison with the paper (`metrics.reports.write_comparison`): the `<metric>_ours` values of its `"Mean"` row;
+- comparison with the paper (`metrics.reports.write_comparison`): its `"ours_mean"` (the mean over all our classes;
+  files written before that key existed: the `<metric>_ours` values of the `"Mean"` row);
 - raw results (`AnomalyMetricAccumulator.compute()` or `genclip evaluate`'s results.json, values in [0, 1]): its
   `"mean"`.
 The dataset is the row's `"dataset"`, else a top-level `"dataset"` key, else the one given as `DATASET=PATH`.
@@ -31,9 +32,10 @@ from typing import Any
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from safetensors import safe_open
 
+from .benchmark_registry import BENCHMARK_REGISTRY, find_benchmark, paper_dataset_name
 from .configuration_genclip import CLIP_VIT_L_14_336, GenCLIPConfig
 from .metrics.accumulator import METRIC_NAMES
-from .metrics.reports import METRIC_HEADERS, canonical_dataset_name, paper_results
+from .metrics.reports import METRIC_HEADERS, markdown_cell, paper_results
 
 DEFAULT_BASE_MODEL = "openai/clip-vit-large-patch14-336"
 DEFAULT_LICENSE = "apache-2.0"
@@ -43,16 +45,6 @@ TAGS = ["anomaly-detection", "zero-shot", "zero-shot-anomaly-detection", "gencli
 TEMPLATE_NAME = "model_card_template.md"
 TRAINING_LOG_NAME = "training_log.json"
 EVALUATION_RESULTS_NAME = "results.json"
-
-# Paper spelling -> (display name, dataset id used in the metadata).
-DATASETS = {
-    "MVTec": ("MVTec-AD", "mvtec_ad"),
-    "VisA": ("VisA", "visa"),
-    "MPDD": ("MPDD", "mpdd"),
-    "BTAD": ("BTAD", "btad"),
-    "SDD": ("KolektorSDD (SDD)", "kolektorsdd"),
-    "DTD-Synthetic": ("DTD-Synthetic", "dtd_synthetic"),
-}
 # model-index: pixel metrics are reported as a segmentation task, image metrics as a classification task.
 _MODEL_INDEX_METRICS = {
     "pixel_auroc": ("image-segmentation", "Zero-shot anomaly segmentation", "roc_auc", "Pixel AUROC (%)"),
@@ -61,6 +53,15 @@ _MODEL_INDEX_METRICS = {
     "image_ap": ("image-classification", "Zero-shot anomaly detection", "average_precision", "Image AP (%)"),
 }
 _MEAN_ROW = "mean"
+# Trainer arguments shown in the card, with the value shown when the log lacks one.
+_LOGGED_ARGUMENTS = {
+    "learning_rate": None,
+    "epochs": None,
+    "batch_size": None,
+    "gradient_accumulation_steps": 1,
+    "seed": None,
+    "mixed_precision": None,
+}
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
@@ -75,11 +76,23 @@ class DatasetMetrics:
 
     @property
     def display_name(self) -> str:
-        return DATASETS.get(self.dataset, (self.dataset, ""))[0]
+        return _display_name(self.dataset)
 
     @property
     def dataset_id(self) -> str:
-        return DATASETS.get(self.dataset, ("", re.sub(r"[^a-z0-9]+", "_", self.dataset.lower()).strip("_")))[1]
+        return _dataset_id(self.dataset)
+
+
+def _dataset_id(dataset: str) -> str:
+    """A benchmark's dataset id for the metadata ("MVTec" -> "mvtec_ad"); other names as a lower-case slug."""
+    benchmark = find_benchmark(dataset)
+    return re.sub(r"[^a-z0-9]+", "_", dataset.lower()).strip("_") if benchmark is None else benchmark.card_dataset_id
+
+
+def _display_name(dataset: str) -> str:
+    """A benchmark's display name ("MVTec" -> "MVTec-AD"); other names unchanged."""
+    benchmark = find_benchmark(dataset)
+    return dataset if benchmark is None else benchmark.display_name
 
 
 def load_metrics(path: str | Path, dataset: str | None = None) -> list[DatasetMetrics]:
@@ -113,8 +126,11 @@ def load_metrics(path: str | Path, dataset: str | None = None) -> list[DatasetMe
         mean_rows = [row for row in rows if str(row.get("class", "")).lower() == _MEAN_ROW]
         if not mean_rows:
             raise ValueError(f"Evaluation file {str(path)!r} has per-class rows but no 'Mean' row.")
-        suffix = "_ours" if f"{METRIC_NAMES[0]}_ours" in mean_rows[0] else ""
-        entries = [(data.get("dataset"), _metric_values(mean_rows[0], suffix, 1.0, path))]
+        if isinstance(data.get("ours_mean"), dict):
+            entries = [(data.get("dataset"), _metric_values(data["ours_mean"], "", 1.0, path))]
+        else:
+            suffix = "_ours" if f"{METRIC_NAMES[0]}_ours" in mean_rows[0] else ""
+            entries = [(data.get("dataset"), _metric_values(mean_rows[0], suffix, 1.0, path))]
     elif isinstance(data.get("mean"), dict):
         entries = [(data.get("dataset"), _metric_values(data["mean"], "", 100.0, path))]
     else:
@@ -130,7 +146,7 @@ def load_metrics(path: str | Path, dataset: str | None = None) -> list[DatasetMe
     for name, values in entries:
         if not name:
             raise ValueError(f"Evaluation file {str(path)!r} does not name its dataset; give it as DATASET={path}.")
-        results.append(DatasetMetrics(canonical_dataset_name(str(name)), values, aupro_mode, str(path)))
+        results.append(DatasetMetrics(paper_dataset_name(str(name)), values, aupro_mode, str(path)))
     return results
 
 
@@ -224,7 +240,7 @@ def resolve_base_model(config: GenCLIPConfig, training_log: dict[str, Any] | Non
 
 def _training_dataset(training_log: dict[str, Any] | None) -> str | None:
     benchmark = _training_arguments(training_log).get("benchmark")
-    return canonical_dataset_name(benchmark) if benchmark else None
+    return paper_dataset_name(str(benchmark)) if benchmark else None
 
 
 def _eval_results(results: list[DatasetMetrics]) -> list[EvalResult]:
@@ -264,7 +280,7 @@ def _results_markdown(results: list[DatasetMetrics], training_dataset: str | Non
         if result.dataset == training_dataset:
             name += " (training data: not zero-shot)"
         cells = [name, *(_cell(result.metrics[m]) for m in METRIC_NAMES), result.aupro_mode or "not recorded"]
-        lines.append("| " + " | ".join(cells) + " |")
+        lines.append("| " + " | ".join(markdown_cell(cell) for cell in cells) + " |")
     text = (
         "Mean over each dataset's classes, in percent, on the test split at the model's input size. "
         "The same numbers are in the `model-index` metadata.\n\n" + "\n".join(lines) + "\n"
@@ -275,13 +291,21 @@ def _results_markdown(results: list[DatasetMetrics], training_dataset: str | Non
         lines = ["| " + " | ".join(header[:-1]) + " |", "|" + "|".join(["---"] * (len(header) - 1)) + "|"]
         for result in compared:
             row = paper[result.dataset]
-            lines.append("| " + " | ".join([result.display_name, *(_cell(row[m]) for m in METRIC_NAMES)]) + " |")
-        text += (
-            "\nThe paper's GenCLIP numbers (Table 1; MVTec-AD trained on VisA, the others trained on MVTec-AD):\n\n"
-            + "\n".join(lines)
-            + "\n"
-        )
+            cells = [result.display_name, *(_cell(row[m]) for m in METRIC_NAMES)]
+            lines.append("| " + " | ".join(markdown_cell(cell) for cell in cells) + " |")
+        text += f"\nThe paper's GenCLIP numbers (Table 1; {_protocol_pairs()}):\n\n" + "\n".join(lines) + "\n"
     return text
+
+
+def _protocol_pairs() -> str:
+    """The zero-shot protocol's training data, e.g. "MVTec-AD trained on VisA; VisA, MPDD, ... trained on MVTec-AD"."""
+    evaluated: dict[str, list[str]] = {}
+    for benchmark in BENCHMARK_REGISTRY.values():
+        evaluated.setdefault(benchmark.training_benchmark, []).append(benchmark.display_name)
+    return "; ".join(
+        f"{', '.join(names)} trained on {BENCHMARK_REGISTRY[training].display_name}"
+        for training, names in evaluated.items()
+    )
 
 
 def _learnable_parameter_count(model_dir: Path) -> int | None:
@@ -325,24 +349,26 @@ def _training_markdown(
         lines.append(f"- Data and optimisation: not recorded (no `{TRAINING_LOG_NAME}` beside the weights).")
         return "\n".join(lines)
     benchmark = arguments.get("benchmark")
-    data = DATASETS.get(canonical_dataset_name(benchmark), (benchmark,))[0] if benchmark else "a custom dataset"
+    data = markdown_cell(_display_name(str(benchmark))) if benchmark else "a custom dataset"
     classes = arguments.get("classes")
     lines.append(
-        f"- Training data: {data}, {arguments.get('split', 'test')} split"
-        + (f", classes {classes}" if classes else ", all classes")
+        f"- Training data: {data}, {markdown_cell(arguments.get('split', 'test'))} split"
+        + (f", classes {markdown_cell(classes)}" if classes else ", all classes")
         + " (the zero-shot protocol trains on the test split of one benchmark and evaluates on the others)."
     )
+    value = {key: markdown_cell(arguments.get(key, default)) for key, default in _LOGGED_ARGUMENTS.items()}
     lines.append(
-        f"- Optimisation: Adam, learning rate {arguments.get('learning_rate')}, {arguments.get('epochs')} epochs, "
-        f"global batch {arguments.get('batch_size')}, gradient accumulation "
-        f"{arguments.get('gradient_accumulation_steps', 1)}, seed {arguments.get('seed')}, mixed precision "
-        f"{arguments.get('mixed_precision')}, {training_log.get('num_processes', 1)} process(es); loss: focal + "
-        "dice on every layer's score map (Eq. 5)."
+        f"- Optimisation: Adam, learning rate {value['learning_rate']}, {value['epochs']} epochs, "
+        f"global batch {value['batch_size']}, gradient accumulation {value['gradient_accumulation_steps']}, "
+        f"seed {value['seed']}, mixed precision {value['mixed_precision']}, "
+        f"{markdown_cell(training_log.get('num_processes', 1))} process(es); loss: focal + dice on every layer's "
+        "score map (Eq. 5)."
     )
     history = training_log.get("history") or []
     if history and isinstance(history[-1], dict) and "loss" in history[-1]:
         last = history[-1]
-        lines.append(f"- Final training loss: {last['loss']:.4f} (epoch {last.get('epoch', len(history))}).")
+        epoch = markdown_cell(last.get("epoch", len(history)))
+        lines.append(f"- Final training loss: {float(last['loss']):.4f} (epoch {epoch}).")
     return "\n".join(lines)
 
 
@@ -350,11 +376,12 @@ def _inference_markdown(config: GenCLIPConfig) -> str:
     threshold = (
         f"{config.score_threshold}"
         if config.score_threshold is not None
-        else f"{config.image_score_threshold} (half the number of feature layers)"
+        else f"{config.label_threshold()} (half the number of feature layers)"
     )
     return "\n".join(
         [
-            f'- Class-name filtering: {"on" if config.use_cnf else "off"}; generic term "{config.generic_term}".',
+            f"- Class-name filtering: {'on' if config.use_cnf else 'off'}; generic term "
+            f'"{markdown_cell(config.generic_term)}".',
             f"- Query-only branch: {'on' if config.use_query_branch else 'off'}; fusion weight of the "
             f"vision-enhanced branch α = {config.alpha} (Eq. 8).",
             f"- Gaussian smoothing σ = {config.sigma} px at the model resolution; image score from the top "
@@ -396,12 +423,14 @@ def build_model_card(
     log = read_training_log(training_log if training_log is not None else model_dir)
     if training_log is not None and log is None:
         raise FileNotFoundError(f"Training log {str(training_log)!r} does not exist.")
+    if repo_id is not None and not _HUB_ID.match(repo_id):
+        raise ValueError(f"repo_id must be a Hub id like 'user/model', got {repo_id!r}.")
     results = _collect_metrics(metrics)
     base_model = resolve_base_model(config, log)
     training_dataset = _training_dataset(log)
     name = model_name or (repo_id.split("/")[-1] if repo_id else model_dir.resolve().name)
     if datasets is None:
-        datasets = [DATASETS.get(training_dataset, ("", training_dataset))[1]] if training_dataset else None
+        datasets = [_dataset_id(training_dataset)] if training_dataset else None
     card_data = ModelCardData(
         model_name=name,
         base_model=base_model,
@@ -412,8 +441,8 @@ def build_model_card(
         pipeline_tag=pipeline_tag,
         tags=list(TAGS),
     )
-    trained_on = DATASETS.get(training_dataset, (training_dataset,))[0] if training_dataset else None
-    evaluated_on = ", ".join(result.display_name for result in results)
+    trained_on = markdown_cell(_display_name(training_dataset)) if training_dataset else None
+    evaluated_on = ", ".join(markdown_cell(result.display_name) for result in results)
     summary = (
         (f"Trained on {trained_on}. " if trained_on else "")
         + (f"Evaluated on {evaluated_on}." if evaluated_on else "Not evaluated yet.")
@@ -421,7 +450,7 @@ def build_model_card(
     template = Template(resources.files("genclip_hf").joinpath(TEMPLATE_NAME).read_text())
     text = template.substitute(
         metadata=card_data.to_yaml(),
-        title=name,
+        title=markdown_cell(name),
         summary=summary,
         results=_results_markdown(results, training_dataset),
         repo_id=repo_id or "<user>/<repo>",
@@ -429,7 +458,7 @@ def build_model_card(
         inference=_inference_markdown(config),
         grid_size=config.image_size // config.clip_config.vision_config.patch_size,
         image_size=config.image_size,
-        generic_term=config.generic_term,
+        generic_term=markdown_cell(config.generic_term),
     )
     return ModelCard(text)
 

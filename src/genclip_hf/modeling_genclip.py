@@ -7,13 +7,17 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 from torch.nn import functional
-from transformers import CLIPModel, PreTrainedModel
+from transformers import AutoTokenizer, CLIPModel, PreTrainedModel
 from transformers.dynamic_module_utils import custom_object_save
 from transformers.utils import ModelOutput
 
+from .class_names import ClassNameFilter, clip_text_encoder, normalize_class_name
+from .clip_backbone import run_vision_layers
 from .configuration_genclip import GenCLIPConfig
+from .detection import AnomalyDetectionOutput, AnomalyDetectorMixin, expand_class_names
 from .losses import genclip_loss
-from .prompts import GenCLIPPromptLearner
+from .prompts import TEMPLATE_NOUN, GenCLIPPromptLearner, PromptTokenizer
+from .scoring import segmentation_and_scores
 
 
 @dataclass
@@ -42,8 +46,6 @@ class GenCLIPOutput(ModelOutput):
             The loss of each feature layer.
         layer_maps (`torch.FloatTensor` of shape `(B, L, 2, image_size, image_size)`):
             Softmax score maps `S_V^i` of the vision-enhanced branch (Eqs. 4/6); channel 1 is the anomaly probability.
-        query_maps (`torch.FloatTensor` of shape `(B, L, 2, image_size, image_size)`, *optional*):
-            Softmax score maps `S_Q^i` of the query-only branch (Eq. 7), returned when `return_query_maps=True`.
         image_embeds (`torch.FloatTensor` of shape `(B, projection_dim)`, *optional*):
             Frozen CLIP image embedding used by class-name filtering.
         text_embeds (`torch.FloatTensor` of shape `(B, L, 2, projection_dim)`):
@@ -53,7 +55,6 @@ class GenCLIPOutput(ModelOutput):
     loss: torch.FloatTensor | None = None
     layer_loss: torch.FloatTensor | None = None
     layer_maps: torch.FloatTensor | None = None
-    query_maps: torch.FloatTensor | None = None
     image_embeds: torch.FloatTensor | None = None
     text_embeds: torch.FloatTensor | None = None
 
@@ -76,12 +77,23 @@ class GenCLIPPreTrainedModel(PreTrainedModel):
             module.reset_parameters()
 
 
-class GenCLIPModel(GenCLIPPreTrainedModel):
+class GenCLIPModel(AnomalyDetectorMixin, GenCLIPPreTrainedModel):
     """GenCLIP: a frozen [`CLIPModel`] plus the learnable prompt learner and per-layer patch projections.
 
     Only the prompt tokens, the vision-prompt projections `MLP_T^i`, the patch projections `MLP_I^i` and the deep
-    text prompts are trainable; the CLIP weights never change.
+    text prompts are trainable; the CLIP weights never change. `forward` is the training path (maps and Eq. 5);
+    `detect` is the inference of the paper (Sec. 3.4-3.5).
     """
+
+    detection_settings = (
+        "use_cnf",
+        "use_query_branch",
+        "use_vision_prompts",
+        "feature_layers",
+        "generic_term",
+        "alpha",
+        "sigma",
+    )
 
     def __init__(self, config: GenCLIPConfig, clip_model: CLIPModel | None = None):
         super().__init__(config)
@@ -97,6 +109,8 @@ class GenCLIPModel(GenCLIPPreTrainedModel):
             nn.Linear(vision_width, config.clip_config.projection_dim) for _ in config.feature_layers
         )
         self._query_text_cache: dict[tuple, torch.Tensor] = {}
+        self._class_name_filters: dict[str, ClassNameFilter] = {}
+        self._prompt_tokenizer: PromptTokenizer | None = None
         self.post_init()
 
     @classmethod
@@ -109,7 +123,9 @@ class GenCLIPModel(GenCLIPPreTrainedModel):
         """
         clip = CLIPModel.from_pretrained(clip_name_or_path)
         config = GenCLIPConfig(clip_config=clip.config, **config_overrides)
-        return cls(config, clip_model=clip)
+        model = cls(config, clip_model=clip)
+        model.set_tokenizer(AutoTokenizer.from_pretrained(clip_name_or_path))
+        return model
 
     @classmethod
     def from_pretrained(cls, *args, **kwargs) -> GenCLIPModel:
@@ -132,10 +148,28 @@ class GenCLIPModel(GenCLIPPreTrainedModel):
         self.clip.eval()
         return self
 
+    def set_tokenizer(self, tokenizer) -> None:
+        """Bind the CLIP tokenizer that turns class names into prompts."""
+        super().set_tokenizer(tokenizer)
+        self._prompt_tokenizer = None
+        self._class_name_filters = {}
+
     @property
     def grid_size(self) -> int:
         """Side H = W of the patch grid at `config.image_size`."""
         return self.config.image_size // self.config.clip_config.vision_config.patch_size
+
+    @property
+    def prompt_tokenizer(self) -> PromptTokenizer:
+        """Class names to prompt ids under this model's config."""
+        if self._prompt_tokenizer is None:
+            self._prompt_tokenizer = PromptTokenizer.from_config(self.tokenizer, self.config)
+        return self._prompt_tokenizer
+
+    def prompt_inputs(self, class_names: list[str]) -> dict[str, torch.Tensor]:
+        """`input_ids` `(B, 2, T)`, `query_positions` and `eot_positions` `(B, 2)` of one name per image, on the
+        model's device."""
+        return {name: tensor.to(self.device) for name, tensor in self.prompt_tokenizer(class_names).items()}
 
     @torch.no_grad()
     def encode_image(self, pixel_values: torch.Tensor, return_image_embeds: bool = True) -> GenCLIPVisionOutput:
@@ -147,33 +181,19 @@ class GenCLIPModel(GenCLIPPreTrainedModel):
         Returns:
             [`GenCLIPVisionOutput`] with `layer_features` `(B, L, 1 + H*W, vision_width)`.
         """
-        self._check_pixel_values(pixel_values)
+        self.check_pixel_values(pixel_values)
         vision = self.clip.vision_model
-        hidden = vision.embeddings(pixel_values, interpolate_pos_encoding=True)
-        hidden = vision.pre_layrnorm(hidden)
-        wanted = {layer: index for index, layer in enumerate(self.config.feature_layers)}
-        last_layer = len(vision.encoder.layers) if return_image_embeds else max(wanted)
-        features: list[torch.Tensor | None] = [None] * len(wanted)
-        for depth, block in enumerate(vision.encoder.layers[:last_layer], start=1):
-            hidden = block(hidden, attention_mask=None)
-            if depth in wanted:
-                features[wanted[depth]] = hidden
+        run = run_vision_layers(
+            vision,
+            pixel_values.to(self.dtype),
+            self.config.feature_layers,
+            self.config.position_interpolation,
+            run_to_end=return_image_embeds,
+        )
         image_embeds = None
         if return_image_embeds:
-            image_embeds = self.clip.visual_projection(vision.post_layernorm(hidden[:, 0]))
-        return GenCLIPVisionOutput(layer_features=torch.stack(features, dim=1), image_embeds=image_embeds)
-
-    def _check_pixel_values(self, pixel_values: torch.Tensor) -> None:
-        size = self.config.image_size
-        if pixel_values.ndim != 4 or pixel_values.shape[1] != 3:
-            raise ValueError(
-                f"pixel_values must have shape (batch, 3, {size}, {size}), got {tuple(pixel_values.shape)}."
-            )
-        if pixel_values.shape[-2:] != (size, size):
-            raise ValueError(
-                f"pixel_values must be {size}x{size} (config.image_size), got {tuple(pixel_values.shape[-2:])}; "
-                "use GenCLIPProcessor to resize."
-            )
+            image_embeds = self.clip.visual_projection(vision.post_layernorm(run.last_hidden_state[:, 0]))
+        return GenCLIPVisionOutput(layer_features=torch.stack(run.layer_outputs, dim=1), image_embeds=image_embeds)
 
     def text_embeddings(
         self,
@@ -211,33 +231,28 @@ class GenCLIPModel(GenCLIPPreTrainedModel):
         )
         return text_embeds.reshape(batch, num_layers, 2, -1)
 
-    def query_text_embeddings(
-        self, input_ids: torch.Tensor, query_positions: torch.Tensor, eot_positions: torch.Tensor
-    ) -> torch.Tensor:
+    def query_text_embeddings(self) -> torch.Tensor:
         """Text embeddings `F_Q` of the query-only prompt (Eq. 7): no vision prompt, no class name.
 
         They do not depend on the image, so outside autograd they are computed once and cached until a learnable
         parameter changes.
 
-        Args:
-            input_ids: `(2, T)` or `(1, 2, T)` ids of the prompt pair for the template noun.
-            query_positions, eot_positions: `(2,)` or `(1, 2)`.
         Returns:
             `(2, projection_dim)` normalised text embeddings.
         """
-        input_ids = input_ids.reshape(1, 2, -1)
-        query_positions, eot_positions = query_positions.reshape(1, 2), eot_positions.reshape(1, 2)
+        prompts = self.prompt_inputs([TEMPLATE_NOUN])
         use_cache = not torch.is_grad_enabled()
         key = (
-            tuple(input_ids.flatten().tolist()),
-            tuple(query_positions.flatten().tolist()),
             tuple(parameter._version for parameter in self.prompt_learner.parameters()),
             self.dtype,
+            self.device,
         )
         if use_cache and key in self._query_text_cache:
             return self._query_text_cache[key]
         query_embeds = self.prompt_learner.query_prompts(None, (1,))
-        text_embeds = self.prompt_learner.encode(self.clip, input_ids, query_positions, eot_positions, query_embeds)[0]
+        text_embeds = self.prompt_learner.encode(
+            self.clip, prompts["input_ids"], prompts["query_positions"], prompts["eot_positions"], query_embeds
+        )[0]
         if use_cache:
             self._query_text_cache = {key: text_embeds}
         return text_embeds
@@ -270,6 +285,127 @@ class GenCLIPModel(GenCLIPPreTrainedModel):
         logits = functional.interpolate(logits, size=(size, size), mode="bilinear", align_corners=False)
         return logits.softmax(dim=1).reshape(batch, num_layers, 2, size, size)
 
+    def filter_class_names(self, image_embeds: torch.Tensor, class_names: list[str], generic_term: str) -> list[str]:
+        """Class-name filtering (Sec. 3.4) with the frozen CLIP; sentence embeddings cached per generic term.
+
+        Args:
+            image_embeds: `(B, projection_dim)` CLIP image embeddings.
+            class_names: one raw name per image.
+            generic_term: the replacement term.
+        """
+        if generic_term not in self._class_name_filters:
+            encoder = clip_text_encoder(self.clip, self.tokenizer)
+            self._class_name_filters[generic_term] = ClassNameFilter(encoder, generic_term)
+        return self._class_name_filters[generic_term](image_embeds, class_names)
+
+    def anomaly_map_range(self, **settings) -> tuple[float, float]:
+        """`(0, L)`: the fused map sums the anomaly probabilities of the `L` feature layers in use."""
+        return 0.0, float(len(self.resolve_settings(settings)["feature_layers"]))
+
+    def _layer_indices(self, feature_layers: list[int]) -> list[int]:
+        trained = list(self.config.feature_layers)
+        missing = [layer for layer in feature_layers if layer not in trained]
+        if missing:
+            raise ValueError(
+                f"feature_layers must be a non-empty subset of the model's trained layers {trained}, "
+                f"got {list(feature_layers)}."
+            )
+        return [trained.index(layer) for layer in feature_layers]
+
+    @torch.no_grad()
+    def detect(
+        self,
+        pixel_values: torch.Tensor,
+        class_names: str | list[str] | None = None,
+        return_component_maps: bool = False,
+        **settings,
+    ) -> AnomalyDetectionOutput:
+        r"""GenCLIP's inference, written once: one frozen vision pass, class-name filtering, the vision-enhanced
+        (Eq. 6) and query-only (Eq. 7) branches, fusion and smoothing (Eq. 8) and the image score (Eqs. 9-10), all at
+        the model resolution.
+
+        Args:
+            pixel_values (`torch.FloatTensor` of shape `(B, 3, image_size, image_size)`):
+                Images prepared by the processor.
+            class_names (`str` or `list[str]`, *optional*):
+                One name for all images or one per image; defaults to the generic term.
+            return_component_maps (`bool`, defaults to `False`):
+                Also return the per-layer anomaly probabilities of each branch as `component_maps["vision_maps"]`
+                and `component_maps["query_maps"]`, each `(B, L', image_size, image_size)`.
+            settings: any of `detection_settings` (`use_cnf`, `use_query_branch`, `use_vision_prompts`,
+                `feature_layers` (a subset of the trained layers), `generic_term`, `alpha`, `sigma`); defaults to
+                the config.
+        Returns:
+            [`AnomalyDetectionOutput`] with `anomaly_maps` `(B, image_size, image_size)`, `pred_scores` `(B,)`, the
+            class names used after CNF and the label threshold for the layers used.
+        """
+        settings = self.resolve_settings(settings)
+        layer_indices = self._layer_indices(settings["feature_layers"])
+        self.check_pixel_values(pixel_values)
+        names = expand_class_names(class_names, pixel_values.shape[0], settings["generic_term"])
+        vision = self.encode_image(pixel_values, return_image_embeds=settings["use_cnf"])
+        if settings["use_cnf"]:
+            names = self.filter_class_names(vision.image_embeds, names, settings["generic_term"])
+        text_embeds = self.text_embeddings(
+            vision.layer_features, **self.prompt_inputs(names), use_vision_prompts=settings["use_vision_prompts"]
+        )
+        vision_maps = self.score_maps(vision.layer_features, text_embeds)[:, layer_indices, 1]
+        query_maps = None
+        if settings["use_query_branch"]:
+            query_maps = self.score_maps(vision.layer_features, self.query_text_embeddings())[:, layer_indices, 1]
+        anomaly_maps, scores = segmentation_and_scores(
+            vision_maps, query_maps, settings["alpha"], settings["sigma"], self.config.top_n1, self.config.top_n2
+        )
+        components = None
+        if return_component_maps:
+            components = {"vision_maps": vision_maps.float()}
+            if query_maps is not None:
+                components["query_maps"] = query_maps.float()
+        return AnomalyDetectionOutput(
+            anomaly_maps=anomaly_maps.float(),
+            pred_scores=scores.float(),
+            score_threshold=self.config.label_threshold(len(layer_indices)),
+            class_names=names,
+            component_maps=components,
+        )
+
+    def learnable_parameters(self) -> list[nn.Parameter]:
+        """The parameters Eq. 5 reaches: the vision-prompt projections only when the vision prompts are on."""
+        if not self.config.use_vision_prompts:
+            self.prompt_learner.vision_prompt_projections.requires_grad_(False)
+        return super().learnable_parameters()
+
+    def frozen_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """The feature layers' outputs `(B, L, 1 + H*W, vision_width)` of the frozen tower (training contract)."""
+        return self.encode_image(pixel_values, return_image_embeds=False).layer_features
+
+    def frozen_features_key(self) -> dict:
+        """What decides [`frozen_features`] besides the backbone weights and the preprocessing."""
+        config = self.config
+        return {
+            "method": config.model_type,
+            "image_size": config.image_size,
+            "feature_layers": list(config.feature_layers),
+            "position_interpolation": config.position_interpolation,
+        }
+
+    def frozen_features_shape(self) -> tuple[int, ...]:
+        """`(L, 1 + H*W, vision_width)`."""
+        return (
+            self.config.num_feature_layers,
+            1 + self.grid_size**2,
+            self.config.clip_config.vision_config.hidden_size,
+        )
+
+    def training_loss(
+        self, frozen_features: torch.Tensor, class_names: list[str], masks: torch.Tensor, labels: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Eq. 5 on a batch (training contract). Class names are cleaned as CNF cleans them at inference
+        ("metal_nut" -> "metal nut", "pcb1" -> "pcb"); CNF's similarity test is inference-only."""
+        names = [normalize_class_name(name, self.config.generic_term) for name in class_names]
+        output = self(layer_features=frozen_features, masks=masks, **self.prompt_inputs(names))
+        return output.loss, output.layer_loss
+
     def forward(
         self,
         pixel_values: torch.Tensor | None = None,
@@ -277,15 +413,13 @@ class GenCLIPModel(GenCLIPPreTrainedModel):
         query_positions: torch.Tensor | None = None,
         eot_positions: torch.Tensor | None = None,
         masks: torch.Tensor | None = None,
-        return_query_maps: bool = False,
-        generic_input_ids: torch.Tensor | None = None,
-        generic_query_positions: torch.Tensor | None = None,
-        generic_eot_positions: torch.Tensor | None = None,
         layer_features: torch.Tensor | None = None,
         image_embeds: torch.Tensor | None = None,
         return_image_embeds: bool | None = None,
     ) -> GenCLIPOutput:
         r"""
+        The training path: the vision-enhanced maps of every feature layer and, with `masks`, the loss of Eq. 5.
+
         Args:
             pixel_values (`torch.FloatTensor` of shape `(B, 3, image_size, image_size)`):
                 Images prepared by [`GenCLIPProcessor`]. Not needed when `layer_features` is given.
@@ -295,11 +429,6 @@ class GenCLIPModel(GenCLIPPreTrainedModel):
                 First query slot and EOT position of each prompt.
             masks (`torch.FloatTensor` of shape `(B, image_size, image_size)`, *optional*):
                 Binary ground truth; when given, the loss of Eq. 5 is returned.
-            return_query_maps (`bool`, defaults to `False`):
-                Also return the query-only branch maps; needs the `generic_*` inputs.
-            generic_input_ids (`torch.LongTensor` of shape `(1, 2, T')`), generic_query_positions,
-            generic_eot_positions (`(1, 2)`):
-                The query-only prompt pair (from the processor).
             layer_features (`torch.FloatTensor` of shape `(B, L, 1 + H*W, vision_width)`, *optional*):
                 Precomputed frozen features (a feature cache) instead of `pixel_values`.
             image_embeds (`torch.FloatTensor` of shape `(B, projection_dim)`, *optional*):
@@ -320,16 +449,6 @@ class GenCLIPModel(GenCLIPPreTrainedModel):
         text_embeds = self.text_embeddings(layer_features, input_ids, query_positions, eot_positions)
         layer_maps = self.score_maps(layer_features, text_embeds)
 
-        query_maps = None
-        if return_query_maps:
-            if generic_input_ids is None or generic_query_positions is None or generic_eot_positions is None:
-                raise ValueError(
-                    "return_query_maps=True needs generic_input_ids, generic_query_positions and "
-                    "generic_eot_positions from GenCLIPProcessor."
-                )
-            query_text = self.query_text_embeddings(generic_input_ids, generic_query_positions, generic_eot_positions)
-            query_maps = self.score_maps(layer_features, query_text)
-
         loss = layer_loss = None
         if masks is not None:
             size = self.config.image_size
@@ -337,12 +456,14 @@ class GenCLIPModel(GenCLIPPreTrainedModel):
                 raise ValueError(
                     f"masks must have shape (batch={layer_maps.shape[0]}, {size}, {size}), got {tuple(masks.shape)}."
                 )
-            loss, layer_loss = genclip_loss(layer_maps, masks, self.config.focal_gamma)
+            finite_binary = torch.isfinite(masks).all() and bool(((masks == 0) | (masks == 1)).all())
+            if not finite_binary:
+                raise ValueError("masks must hold only 0 and 1 (binary ground truth), got other values or NaN.")
+            loss, layer_loss = genclip_loss(layer_maps, masks, self.config.focal_gamma, self.config.dice_smooth)
         return GenCLIPOutput(
             loss=loss,
             layer_loss=layer_loss,
             layer_maps=layer_maps,
-            query_maps=query_maps,
             image_embeds=image_embeds,
             text_embeds=text_embeds,
         )

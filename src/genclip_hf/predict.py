@@ -1,24 +1,30 @@
 """Batch prediction over files and folders: anomaly scores, heatmap pictures, CSV/JSON and an HTML gallery.
 
-A file that cannot be read is reported and skipped; results are appended to the CSV as they are produced, so an
-interrupted run keeps what it finished.
+Everything is checked before anything is written. A file that cannot be read is reported and skipped; rows go to
+`scores.partial.csv` as they are produced, and only a finished run replaces `scores.csv`, `scores.json` and
+`index.html` (atomically), so neither a failed nor an interrupted rerun loses the previous results. One run at a time
+holds an output folder.
 """
 
 from __future__ import annotations
 
 import csv
-import json
 import logging
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+import torch
 from huggingface_hub import try_to_load_from_cache
 from PIL import Image
 from tqdm.auto import tqdm
 
-from .processing_genclip import to_rgb_image
+from .images import to_rgb_image
+from .scoring import resize_map
+from .settings import SETTINGS, validate_settings
+from .storage import RunLock, atomic_write_json, safe_file_name
 from .visualization import overlay_heatmap, write_gallery
 
 logger = logging.getLogger(__name__)
@@ -26,54 +32,96 @@ logger = logging.getLogger(__name__)
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 MASK_STEM_SUFFIXES = ("_mask", "_label")
 MASK_FOLDERS = ("ground_truth",)
-CSV_FIELDS = ("image", "score", "label", "class_name", "heatmap")
+CSV_FIELDS = ("image", "score", "label", "score_threshold", "class_name", "heatmap")
+PARTIAL_CSV = "scores.partial.csv"
 
 
 class ModelUnavailableError(RuntimeError):
     """The model named by the user can be neither found locally nor downloaded."""
 
 
-def find_images(paths: Iterable[str | Path]) -> list[Path]:
-    """Image files under `paths` (files as given, folders walked recursively, sorted), skipping ground-truth masks
-    (files whose stem ends in `_mask`/`_label` and folders named `ground_truth`).
+@dataclass
+class ImageSearch:
+    """Image files found under the given paths, and what was passed over with a reason (links, unreadable folders)."""
+
+    images: list[Path] = field(default_factory=list)
+    skipped: list[dict] = field(default_factory=list)
+
+
+def find_images(paths: Iterable[str | Path], exclude: Sequence[str | Path] = ()) -> ImageSearch:
+    """Image files under `paths`: files as given, folders walked recursively (links followed once, sorted), skipping
+    ground-truth masks (stems ending in `_mask`/`_label`, folders named `ground_truth`) and anything under `exclude`
+    (e.g. the run's own output folder, so outputs never become inputs). Dangling links, link loops and unreadable
+    folders are reported in `skipped`.
 
     Raises:
         FileNotFoundError: naming a path that does not exist.
     """
-    found: list[Path] = []
+    excluded = [Path(path).resolve() for path in exclude]
+    search = ImageSearch()
     for path in map(Path, paths):
         if not path.exists():
             raise FileNotFoundError(f"No such file or folder: {path}")
         if path.is_file():
-            found.append(path)
+            search.images.append(path)
+        else:
+            _walk(path, excluded, search)
+    return search
+
+
+def _walk(root: Path, excluded: list[Path], search: ImageSearch) -> None:
+    visited: set[Path] = set()
+
+    def report(path: str | Path, reason: str) -> None:
+        search.skipped.append({"image": str(path), "error": reason})
+
+    def inside_excluded(path: Path) -> bool:
+        resolved = path.resolve()
+        return any(resolved == folder or folder in resolved.parents for folder in excluded)
+
+    for folder, subfolders, files in os.walk(
+        root, followlinks=True, onerror=lambda error: report(error.filename, str(error))
+    ):
+        current = Path(folder)
+        real = current.resolve()
+        if real in visited or inside_excluded(current):
+            if real in visited:
+                report(current, "a link to a folder already visited (link loop or duplicate); not read again")
+            subfolders.clear()
             continue
-        for candidate in sorted(path.rglob("*")):
-            if (
-                candidate.is_file()
-                and candidate.suffix.lower() in IMAGE_SUFFIXES
-                and not candidate.stem.endswith(MASK_STEM_SUFFIXES)
-                and not set(candidate.relative_to(path).parts[:-1]) & set(MASK_FOLDERS)
-            ):
-                found.append(candidate)
-    return found
+        visited.add(real)
+        subfolders[:] = sorted(name for name in subfolders if name not in MASK_FOLDERS)
+        for name in sorted(files):
+            candidate = current / name
+            if candidate.suffix.lower() not in IMAGE_SUFFIXES or candidate.stem.endswith(MASK_STEM_SUFFIXES):
+                continue
+            if not candidate.exists():
+                report(candidate, "a dangling link")
+            elif not inside_excluded(candidate):
+                search.images.append(candidate)
 
 
-def load_detector(model: str, device: str | int | None = None, **pipeline_kwargs):
+def load_detector(model: str, device: str | int | None = None, **pipeline_kwargs: Any):
     """`pipeline("anomaly-detection", model=model)`, failing at once with a clear message when the model is neither a
-    local folder nor cached while `HF_HUB_OFFLINE` is set."""
+    local folder nor cached while `HF_HUB_OFFLINE` is set, or cannot be loaded."""
     from transformers import pipeline
 
     offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
-    if not Path(model).is_dir() and offline and not isinstance(try_to_load_from_cache(model, "config.json"), str):
-        raise ModelUnavailableError(
-            f"Model {model!r} is not a local folder and is not in the Hugging Face cache, and HF_HUB_OFFLINE is set, "
-            "so it cannot be downloaded. Point --model (or GENCLIP_MODEL) at a local GenCLIP checkpoint folder, or "
-            "unset HF_HUB_OFFLINE to download it."
-        )
+    if not Path(model).is_dir():
+        if Path(model).exists() or model.startswith((".", "/", "~")) or model.count("/") > 1:
+            raise ModelUnavailableError(f"Model {model!r} is not a model folder (nor a Hub id like 'owner/name').")
+        if offline and not isinstance(try_to_load_from_cache(model, "config.json"), str):
+            raise ModelUnavailableError(
+                f"Model {model!r} is not a local folder and is not in the Hugging Face cache, and HF_HUB_OFFLINE is "
+                "set, so it cannot be downloaded. Point --model (or GENCLIP_MODEL) at a local checkpoint folder, or "
+                "unset HF_HUB_OFFLINE to download it."
+            )
+    elif not (Path(model) / "config.json").is_file():
+        raise ModelUnavailableError(f"Model folder {model!r} has no config.json: it is not a saved checkpoint.")
     try:
         return pipeline("anomaly-detection", model=model, device=device, **pipeline_kwargs)
     except OSError as error:
-        raise ModelUnavailableError(f"Could not load GenCLIP model {model!r}: {error}") from error
+        raise ModelUnavailableError(f"Could not load model {model!r}: {error}") from error
 
 
 @dataclass
@@ -88,84 +136,139 @@ class PredictionReport:
 def _heatmap_name(image_path: Path, used: set[str]) -> str:
     stem = "__".join(part for part in image_path.with_suffix("").parts if part not in ("", "/", ".."))
     stem = stem.replace(os.sep, "__").lstrip("_") or "image"
-    name, counter = f"{stem}.png", 1
+    name, counter = safe_file_name(stem, ".png"), 1
     while name in used:
         counter += 1
-        name = f"{stem}_{counter}.png"
+        name = safe_file_name(f"{stem}_{counter}", ".png")
     used.add(name)
     return name
 
 
+def check_prediction_options(detector: Any, batch_size: int, options: dict[str, Any]) -> dict[str, Any]:
+    """Validate the options of a run before anything is written: the model's settings, `threshold`,
+    `score_threshold` and a positive integer `batch_size`. Returns the validated options without `None` values."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
+    decisions = {name: options.pop(name) for name in ("threshold", "score_threshold") if name in options}
+    checked = validate_settings(options, detector.model.detection_settings, owner=type(detector.model).__name__)
+    checked.update({name: SETTINGS[name].validate(value) for name, value in decisions.items() if value is not None})
+    return checked
+
+
 def predict_files(
-    detector,
+    detector: Any,
     image_paths: Sequence[Path],
     out_dir: str | Path,
     class_name: str | None = None,
-    threshold: float | None = None,
     batch_size: int = 1,
     heatmap_range: tuple[float, float] | None = None,
-    **switches,
+    skipped: Sequence[dict] = (),
+    **options: Any,
 ) -> PredictionReport:
     """Run `detector` on `image_paths` and write `heatmaps/*.png`, `scores.csv`, `scores.json` and `index.html`.
 
     Args:
         detector: an [`AnomalyDetectionPipeline`].
         image_paths: image files.
-        out_dir: output folder (created).
-        class_name: class name for every image; default the generic term.
-        threshold: pixel threshold; draws the predicted mask's contour on the heatmaps.
+        out_dir: output folder (created; locked for the run).
+        class_name: class name for every image; default: the method's generic prompt.
         batch_size: images per forward pass.
-        heatmap_range: `(vmin, vmax)` of the colour map; default `(0, number of feature layers)`, the range of the
-            fused map, so pictures are comparable across images.
-        switches: ablation switches passed to the pipeline.
+        heatmap_range: `(vmin, vmax)` of the colour map; default: the model's `anomaly_map_range`, so pictures are
+            comparable across images.
+        skipped: files already passed over (e.g. by [`find_images`]), reported with the failures.
+        options: `threshold` (pixel threshold: draws the predicted mask's contour), `score_threshold`, and the
+            model's detection settings.
     """
+    options = check_prediction_options(detector, batch_size, dict(options))
+    if class_name is not None and (not isinstance(class_name, str) or not class_name.strip()):
+        raise ValueError(f"class_name must be a non-empty string, got {class_name!r}.")
     out_dir = Path(out_dir)
-    heatmap_dir = out_dir / "heatmaps"
-    heatmap_dir.mkdir(parents=True, exist_ok=True)
-    vmin, vmax = heatmap_range or (0.0, float(detector.model.config.num_feature_layers))
-    report = PredictionReport(out_dir=out_dir)
-    used_names: set[str] = set()
-    with open(out_dir / "scores.csv", "w", newline="", encoding="utf-8") as csv_file:
-        writer = csv.DictWriter(csv_file, fieldnames=CSV_FIELDS)
-        writer.writeheader()
-        progress = tqdm(total=len(image_paths), desc="genclip predict", unit="image")
-        for start in range(0, len(image_paths), batch_size):
-            loaded: list[tuple[Path, Image.Image]] = []
-            for path in image_paths[start : start + batch_size]:
-                try:
-                    loaded.append((path, to_rgb_image(path, str(path))))
-                except (OSError, ValueError) as error:
-                    logger.warning("Skipping %s: %s", path, error)
-                    report.failures.append({"image": str(path), "error": f"{type(error).__name__}: {error}"})
+    settings = {name: value for name, value in options.items() if name in detector.model.detection_settings}
+    vmin, vmax = heatmap_range or detector.model.anomaly_map_range(**settings)
+    report = PredictionReport(out_dir=out_dir, failures=list(skipped))
+    with RunLock(out_dir, "genclip-predict"):
+        heatmap_dir = out_dir / "heatmaps"
+        heatmap_dir.mkdir(parents=True, exist_ok=True)
+        used_names: set[str] = set()
+        partial = out_dir / PARTIAL_CSV
+        with open(partial, "w", newline="", encoding="utf-8") as csv_file:
+            writer = csv.DictWriter(csv_file, fieldnames=CSV_FIELDS)
+            writer.writeheader()
+            progress = tqdm(total=len(image_paths), desc="genclip predict", unit="image")
+            for start in range(0, len(image_paths), batch_size):
+                loaded = _load_batch(image_paths[start : start + batch_size], report, progress)
+                if not loaded:
+                    continue
+                results = detector([image for _, image in loaded], class_name=class_name, **options)
+                for (path, image), result in zip(loaded, results, strict=True):
+                    row = _write_result(
+                        path, image, result, heatmap_dir, used_names, vmin, vmax, options.get("threshold"), report
+                    )
+                    if row is not None:
+                        writer.writerow(row)
+                        csv_file.flush()
                     progress.update(1)
-            if not loaded:
-                continue
-            results = detector([image for _, image in loaded], class_name=class_name, threshold=threshold, **switches)
-            for (path, image), result in zip(loaded, results, strict=True):
-                heatmap_path = heatmap_dir / _heatmap_name(path, used_names)
-                overlay_heatmap(image, result["anomaly_map"], vmin, vmax, result.get("mask")).save(heatmap_path)
-                row = {
-                    "image": str(path),
-                    "score": result["score"],
-                    "label": result["label"],
-                    "class_name": result["class_name"],
-                    "heatmap": str(heatmap_path),
-                }
-                writer.writerow(row)
-                csv_file.flush()
-                report.rows.append(row)
-                progress.update(1)
-        progress.close()
-    summary = {"results": report.rows, "failures": report.failures}
-    (out_dir / "scores.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
-    write_gallery(out_dir / "index.html", report.rows, report.failures, title="GenCLIP anomaly maps")
+            progress.close()
+        summary = {"results": report.rows, "failures": report.failures}
+        os.replace(partial, out_dir / "scores.csv")
+        atomic_write_json(out_dir / "scores.json", summary)
+        write_gallery(out_dir / "index.html", report.rows, report.failures, title="Anomaly maps")
     return report
+
+
+def _load_batch(paths: Sequence[Path], report: PredictionReport, progress: tqdm) -> list[tuple[Path, Image.Image]]:
+    loaded = []
+    for path in paths:
+        try:
+            loaded.append((path, to_rgb_image(path, str(path))))
+        except (OSError, ValueError, Image.DecompressionBombError) as error:
+            logger.warning("Skipping %s: %s", path, error)
+            report.failures.append({"image": str(path), "error": f"{type(error).__name__}: {error}"})
+            progress.update(1)
+    return loaded
+
+
+def _write_result(
+    path: Path,
+    image: Image.Image,
+    result: dict,
+    heatmap_dir: Path,
+    used_names: set[str],
+    vmin: float,
+    vmax: float,
+    threshold: float | None,
+    report: PredictionReport,
+) -> dict | None:
+    """Write one heatmap and return its CSV row; a heatmap that cannot be written is reported, not fatal."""
+    heatmap_path = heatmap_dir / _heatmap_name(path, used_names)
+    anomaly_map, mask = result["anomaly_map"], result.get("mask")
+    if anomaly_map.shape != (image.height, image.width):
+        # A large JPEG is decoded reduced (genclip_hf.images); its map is at the full size: draw it at the picture's.
+        anomaly_map = resize_map(torch.from_numpy(anomaly_map), (image.height, image.width)).numpy()
+        mask = None if threshold is None else anomaly_map >= threshold
+    try:
+        overlay_heatmap(image, anomaly_map, vmin, vmax, mask).save(heatmap_path)
+    except OSError as error:
+        report.failures.append({"image": str(path), "error": f"cannot write its heatmap: {error}"})
+        return None
+    row = {
+        "image": str(path),
+        "score": result["score"],
+        "label": result["label"],
+        "score_threshold": result["score_threshold"],
+        "class_name": result["class_name"],
+        "heatmap": str(heatmap_path),
+    }
+    report.rows.append(row)
+    return row
 
 
 __all__ = [
     "IMAGE_SUFFIXES",
+    "ImageSearch",
     "ModelUnavailableError",
     "PredictionReport",
+    "check_prediction_options",
     "find_images",
     "load_detector",
     "predict_files",

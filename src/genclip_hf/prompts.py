@@ -1,7 +1,9 @@
 """GenCLIP's prompts: the token layout (tokenizer side) and the prompt learner with the text path (tensor side).
 
-Token layout of the prompt for state s of one class (DESIGN §1):
+Token layout of the prompt for state s of one class (DESIGN §1), with the deep-prompt slots `[D]` right after
+`[SOT]` (`text_prompt_position="after_sot"`, the default) or just before "." (`"before_eot"`, an ablation):
 
+    [SOT] [D x length] [P_s x n_state] a photo of a {state word} {class} object [V_Q x n_query] . [EOT]
     [SOT] [P_s x n_state] a photo of a {state word} {class} object [V_Q x n_query] [D x length] . [EOT]
 
 `P_s` are the learnable state tokens, `V_Q = Q_P + V_P` the query tokens (Eqs. 1-2) and `[D]` the slots that
@@ -10,6 +12,7 @@ the deep text prompts overwrite before every prompted text layer.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -18,6 +21,9 @@ from torch.nn import functional
 from transformers import CLIPModel, PreTrainedTokenizerBase
 
 from .configuration_genclip import GenCLIPConfig
+from .settings import SETTINGS
+
+TEMPLATE_NOUN = "object"
 
 
 @dataclass(frozen=True)
@@ -25,16 +31,13 @@ class PromptLayout:
     """Token ids of one prompt and where its learnable slots are.
 
     `input_ids` holds the SOT and EOT ids and the word ids; learnable slots hold the tokenizer's pad id (their
-    embeddings are replaced). State slots are always at positions `1 .. n_state`; the `n_query` query slots start
-    at `query_position`, the deep-prompt slots follow them; `eot_position` is the EOT index.
+    embeddings are replaced). The `n_query` query slots start at `query_position` and `eot_position` is the EOT
+    index; the state and deep-prompt slots follow from the config ([`slot_starts`]).
     """
 
     input_ids: tuple[int, ...]
     query_position: int
     eot_position: int
-
-
-TEMPLATE_NOUN = "object"
 
 
 def prompt_words(state_word: str, class_name: str) -> str:
@@ -46,6 +49,16 @@ def prompt_words(state_word: str, class_name: str) -> str:
     return f"a photo of a {state_word} {class_name} {TEMPLATE_NOUN}"
 
 
+def slot_starts(
+    query_positions: torch.Tensor, n_state_tokens: int, n_query_tokens: int, text_prompt_length: int, position: str
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """First state slot and first deep-prompt slot of each prompt, `(N,)` each, from its first query slot `(N,)`."""
+    if position == "after_sot":
+        state = torch.full_like(query_positions, 1 + text_prompt_length)
+        return state, torch.ones_like(query_positions)
+    return torch.ones_like(query_positions), query_positions + n_query_tokens
+
+
 def build_prompt_layout(
     tokenizer: PreTrainedTokenizerBase,
     state_word: str,
@@ -54,29 +67,98 @@ def build_prompt_layout(
     n_query_tokens: int,
     text_prompt_length: int,
     max_length: int,
+    text_prompt_position: str = "after_sot",
 ) -> PromptLayout:
     """Tokenise one prompt into the GenCLIP layout.
 
     Raises:
         ValueError: if the prompt does not fit CLIP's text context of `max_length` tokens.
     """
+    SETTINGS["text_prompt_position"].validate(text_prompt_position)
     word_ids = tokenizer(prompt_words(state_word, class_name), add_special_tokens=False)["input_ids"]
     period_ids = tokenizer(".", add_special_tokens=False)["input_ids"]
     placeholder = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    query_position = 1 + n_state_tokens + len(word_ids)
-    ids = (
-        [tokenizer.bos_token_id]
-        + [placeholder] * n_state_tokens
-        + list(word_ids)
-        + [placeholder] * (n_query_tokens + text_prompt_length)
-        + list(period_ids)
-        + [tokenizer.eos_token_id]
-    )
+    deep_first = text_prompt_position == "after_sot"
+    leading = [placeholder] * (text_prompt_length if deep_first else 0) + [placeholder] * n_state_tokens
+    trailing = [placeholder] * (n_query_tokens + (0 if deep_first else text_prompt_length))
+    query_position = 1 + len(leading) + len(word_ids)
+    ids = [tokenizer.bos_token_id] + leading + list(word_ids) + trailing + list(period_ids) + [tokenizer.eos_token_id]
     if len(ids) > max_length:
         raise ValueError(
             f"class_name {class_name!r} makes a prompt of {len(ids)} tokens; CLIP's text context holds {max_length}."
         )
     return PromptLayout(input_ids=tuple(ids), query_position=query_position, eot_position=len(ids) - 1)
+
+
+class PromptTokenizer:
+    """Class names to GenCLIP prompt ids and slot positions, with the layouts cached per name.
+
+    Args:
+        tokenizer: the CLIP tokenizer.
+        state_words: the (normal, abnormal) state words.
+        n_state_tokens, n_query_tokens, text_prompt_length, text_prompt_position: the slots (see [`GenCLIPConfig`]).
+        max_length: CLIP's text context.
+    """
+
+    def __init__(
+        self,
+        tokenizer: PreTrainedTokenizerBase,
+        state_words: tuple[str, str],
+        n_state_tokens: int,
+        n_query_tokens: int,
+        text_prompt_length: int,
+        text_prompt_position: str,
+        max_length: int,
+    ):
+        self.tokenizer = tokenizer
+        self.state_words = state_words
+        self.slots = (n_state_tokens, n_query_tokens, text_prompt_length)
+        self.text_prompt_position = text_prompt_position
+        self.max_length = max_length
+        self._layouts: dict[str, tuple[PromptLayout, PromptLayout]] = {}
+
+    @classmethod
+    def from_config(cls, tokenizer: PreTrainedTokenizerBase, config: GenCLIPConfig) -> PromptTokenizer:
+        """The prompt tokenizer of a model's config."""
+        return cls(
+            tokenizer,
+            (config.normal_state_word, config.abnormal_state_word),
+            config.n_state_tokens,
+            config.n_query_tokens,
+            config.text_prompt_length,
+            config.text_prompt_position,
+            config.clip_config.text_config.max_position_embeddings,
+        )
+
+    def layouts(self, class_name: str) -> tuple[PromptLayout, PromptLayout]:
+        """The (normal, abnormal) prompt layouts of one class name."""
+        if class_name not in self._layouts:
+            self._layouts[class_name] = tuple(
+                build_prompt_layout(
+                    self.tokenizer, word, class_name, *self.slots, self.max_length, self.text_prompt_position
+                )
+                for word in self.state_words
+            )
+        return self._layouts[class_name]
+
+    def __call__(self, class_names: Sequence[str]) -> dict[str, torch.Tensor]:
+        """Prompt ids and slot positions for one class name per image, padded to the longest prompt.
+
+        Returns:
+            `input_ids` `(B, 2, T)`, `query_positions` and `eot_positions` `(B, 2)`.
+        """
+        layouts = [self.layouts(name) for name in class_names]
+        length = max(len(layout.input_ids) for pair in layouts for layout in pair)
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        input_ids = torch.full((len(layouts), 2, length), pad, dtype=torch.long)
+        for row, pair in enumerate(layouts):
+            for state, layout in enumerate(pair):
+                input_ids[row, state, : len(layout.input_ids)] = torch.tensor(layout.input_ids)
+        return {
+            "input_ids": input_ids,
+            "query_positions": torch.tensor([[layout.query_position for layout in pair] for pair in layouts]),
+            "eot_positions": torch.tensor([[layout.eot_position for layout in pair] for pair in layouts]),
+        }
 
 
 def _scatter_slots(sequence: torch.Tensor, start: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
@@ -181,13 +263,20 @@ class GenCLIPPromptLearner(nn.Module):
         flat_ids = input_ids[..., :length].reshape(num_pairs * 2, length)
         flat_query_start = query_positions.reshape(-1)
         flat_eot = eot_positions.reshape(-1)
+        config = self.config
+        state_start, deep_start = slot_starts(
+            flat_query_start,
+            config.n_state_tokens,
+            config.n_query_tokens,
+            config.text_prompt_length,
+            config.text_prompt_position,
+        )
         embeds = text_model.embeddings.token_embedding(flat_ids)
         state_tokens = torch.stack([self.normal_state_tokens, self.abnormal_state_tokens])
         state_tokens = state_tokens.expand(num_pairs, *state_tokens.shape).reshape(-1, *state_tokens.shape[1:])
-        embeds = _scatter_slots(embeds, torch.ones_like(flat_eot), state_tokens)
+        embeds = _scatter_slots(embeds, state_start, state_tokens)
         embeds = _scatter_slots(embeds, flat_query_start, query_embeds.repeat_interleave(2, dim=0))
         hidden = text_model.embeddings(inputs_embeds=embeds)
-        deep_start = flat_query_start + self.config.n_query_tokens
         causal_mask = torch.full((length, length), torch.finfo(hidden.dtype).min, device=hidden.device).triu(1)
         causal_mask = causal_mask[None, None]
         for index, layer in enumerate(text_model.encoder.layers):
@@ -201,4 +290,12 @@ class GenCLIPPromptLearner(nn.Module):
         return text_embeds.reshape(num_pairs, 2, -1)
 
 
-__all__ = ["TEMPLATE_NOUN", "GenCLIPPromptLearner", "PromptLayout", "build_prompt_layout", "prompt_words"]
+__all__ = [
+    "TEMPLATE_NOUN",
+    "GenCLIPPromptLearner",
+    "PromptLayout",
+    "PromptTokenizer",
+    "build_prompt_layout",
+    "prompt_words",
+    "slot_starts",
+]

@@ -11,6 +11,9 @@ from transformers import AutoTokenizer, CLIPConfig, CLIPModel
 
 from .configuration_genclip import CLIP_VIT_L_14_336
 
+CLIP_TOKENIZER_DIR = Path(__file__).resolve().parent / "resources" / "clip_tokenizer"
+"""The real CLIP BPE tokenizer (OpenAI's vocabulary and merges, MIT licence) bundled with the package."""
+
 # Vision and text widths differ on purpose, and both differ from the projection, so mixed-up widths fail loudly.
 TINY_CLIP = {
     "projection_dim": 32,
@@ -60,13 +63,16 @@ TINY_GENCLIP_OVERRIDES = {"feature_layers": [1, 2, 4], "image_size": 64, "top_n1
 
 
 def save_random_clip(
-    output_dir: str | Path, tokenizer_path: str | Path, architecture: str | dict = "tiny", seed: int = 0
+    output_dir: str | Path,
+    tokenizer_path: str | Path = CLIP_TOKENIZER_DIR,
+    architecture: str | dict = "tiny",
+    seed: int = 0,
 ) -> Path:
     """Write a randomly initialised `CLIPModel` checkpoint (safetensors) with a tokenizer to `output_dir`.
 
     Args:
         output_dir: folder to create.
-        tokenizer_path: a CLIP tokenizer folder or Hub id, copied beside the weights.
+        tokenizer_path: a CLIP tokenizer folder or Hub id, copied beside the weights (default: the bundled one).
         architecture: `"tiny"`, `"vit-b-16"`, `"vit-l-14-336"` or a `CLIPConfig` keyword dict.
         seed: torch seed of the random weights.
     Returns:
@@ -87,7 +93,7 @@ def save_random_clip(
 
 def save_random_genclip(
     output_dir: str | Path,
-    tokenizer_path: str | Path,
+    tokenizer_path: str | Path = CLIP_TOKENIZER_DIR,
     architecture: str | dict = "tiny",
     seed: int = 0,
     **config_overrides,
@@ -114,10 +120,12 @@ def save_random_genclip(
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m genclip_hf.testing --out DIR --tokenizer PATH`: write a tiny untrained checkpoint for CI/demos."""
+    """`python -m genclip_hf.testing --out DIR`: write a tiny untrained checkpoint for CI and demos."""
     parser = argparse.ArgumentParser(description=main.__doc__)
     parser.add_argument("--out", required=True, help="checkpoint folder to write")
-    parser.add_argument("--tokenizer", required=True, help="CLIP tokenizer folder or Hub id")
+    parser.add_argument(
+        "--tokenizer", default=str(CLIP_TOKENIZER_DIR), help="CLIP tokenizer (default: the bundled one)"
+    )
     parser.add_argument("--architecture", default="tiny", choices=sorted(CLIP_ARCHITECTURES))
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
@@ -127,6 +135,7 @@ def main(argv: list[str] | None = None) -> int:
 
 __all__ = [
     "CLIP_ARCHITECTURES",
+    "CLIP_TOKENIZER_DIR",
     "TINY_CLIP",
     "TINY_GENCLIP_OVERRIDES",
     "save_random_clip",

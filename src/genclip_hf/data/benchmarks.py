@@ -1,18 +1,25 @@
-"""One loader per benchmark, each reading the dataset's native layout into the common schema."""
+"""One loader per benchmark, each reading the dataset's native layout into the common schema.
+
+The benchmarks' names, layouts and loaders are listed in `genclip_hf.benchmark_registry.BENCHMARK_REGISTRY`.
+"""
 
 from __future__ import annotations
 
 import csv
-import inspect
-import logging
+import sys
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import datasets
 
+from ..benchmark_registry import BENCHMARK_REGISTRY, get_benchmark
 from .builder import build_dataset
 from .files import (
     NORMAL_FOLDER_NAMES,
+    check_classes,
+    count_images,
     find_mask,
     list_images,
     make_record,
@@ -24,29 +31,10 @@ from .files import (
 )
 from .sdd import load_sdd
 
-logger = logging.getLogger(__name__)
-
-MVTEC_LAYOUT = """  <root>/<class>/train/good/<name>.png
-  <root>/<class>/test/good/<name>.png
-  <root>/<class>/test/<defect>/<name>.png
-  <root>/<class>/ground_truth/<defect>/<name>_mask.png"""
-
-BTAD_LAYOUT = """  <root>/01|02|03/train/ok/<name>.bmp|.png
-  <root>/01|02|03/test/ok/<name>.bmp|.png
-  <root>/01|02|03/test/ko/<name>.bmp|.png
-  <root>/01|02|03/ground_truth/ko/<name>.png|.bmp"""
-
-DTD_LAYOUT = """  <root>/<texture, e.g. Blotchy_099>/train/good/<name>.png
-  <root>/<texture>/test/good/<name>.png
-  <root>/<texture>/test/bad/<name>.png
-  <root>/<texture>/ground_truth/bad/<name>_mask.png"""
-
-VISA_LAYOUT = """  <root>/split_csv/1cls.csv   (object,split,label,image,mask; paths from <root>)
-  <root>/<class, e.g. pcb1>/Data/Images/{Normal,Anomaly}/<name>.JPG
-  <root>/<class>/Data/Masks/Anomaly/<name>.png"""
-
 _VISA_COLUMNS = ("object", "split", "label", "image", "mask")
+_VISA_REQUIRED = ("object", "split", "label", "image")
 _VISA_LABELS = {"normal": False, "anomaly": True}
+_CLASS_FOLDER_PARTS = ("train", "test", "ground_truth")
 
 
 def load_category_tree(
@@ -54,7 +42,6 @@ def load_category_tree(
     split: str = "test",
     *,
     benchmark: str,
-    layout: str,
     classes: Sequence[str] | None = None,
     strict: bool = True,
     cache_dir: str | None = None,
@@ -62,19 +49,22 @@ def load_category_tree(
     """Load any MVTec-style tree `<root>/<class>/{<split>/<defect>, ground_truth/<defect>}`.
 
     Folders named good/ok/normal hold normal images; every other folder under `<split>` is a defect
-    type whose masks are `ground_truth/<defect>/<stem>_mask.<ext>` or `<stem>.<ext>`.
+    type whose masks are `ground_truth/<defect>/<stem>_mask.<ext>` or `<stem>.<ext>`. `benchmark` is a
+    registry name; its layout is shown in errors.
     """
+    layout = BENCHMARK_REGISTRY[benchmark].layout
     root = require_dir(Path(root), f"{benchmark} root", layout)
     class_dirs = _class_dirs(root, classes, benchmark, layout)
     records, missing = [], []
     for class_dir in class_dirs:
         split_dir = require_dir(class_dir / split, f"{benchmark} split folder", layout)
-        stray = list_images(split_dir)
+        stray = list_images(split_dir, leaf=False)
         if stray:
-            logger.warning(
-                "Ignoring %d image(s) directly in %s: images belong in <defect> folders",
-                len(stray),
-                split_dir,
+            warnings.warn(
+                f"Not reading {len(stray)} image(s) directly in {str(split_dir)!r} (e.g. {stray[0].name}): images "
+                "belong in <defect> folders, so their state is unknown.",
+                UserWarning,
+                stacklevel=2,
             )
         for defect_dir in subfolders(split_dir):
             anomalous = defect_dir.name not in NORMAL_FOLDER_NAMES
@@ -99,9 +89,20 @@ def load_category_tree(
 def _class_dirs(root: Path, classes: Sequence[str] | None, benchmark: str, layout: str) -> list[Path]:
     if classes is not None:
         return [require_dir(root / name, f"{benchmark} class folder", layout) for name in classes]
-    found = [d for d in subfolders(root) if any((d / sub).is_dir() for sub in ("train", "test", "ground_truth"))]
+    found, others = [], []
+    for folder in subfolders(root):
+        (found if any((folder / part).is_dir() for part in _CLASS_FOLDER_PARTS) else others).append(folder)
     if not found:
         raise FileNotFoundError(f"No {benchmark} class folders under {str(root)!r}.\nExpected layout:\n{layout}")
+    unread = {str(folder): count for folder in others if (count := count_images(folder))}
+    if unread:
+        warnings.warn(
+            f"Not reading {sum(unread.values())} image(s) under {str(root)!r} in folder(s) that are not {benchmark} "
+            f"class folders (no {'/, '.join(_CLASS_FOLDER_PARTS)}/ inside): "
+            + ", ".join(f"{folder} ({count})" for folder, count in unread.items()),
+            UserWarning,
+            stacklevel=3,
+        )
     return found
 
 
@@ -114,15 +115,7 @@ def load_mvtec(
     cache_dir: str | None = None,
 ) -> datasets.Dataset:
     """MVTec-AD from the folder holding its 15 category folders (bottle, cable, ...)."""
-    return load_category_tree(
-        root,
-        split,
-        benchmark="mvtec",
-        layout=MVTEC_LAYOUT,
-        classes=classes,
-        strict=strict,
-        cache_dir=cache_dir,
-    )
+    return load_category_tree(root, split, benchmark="mvtec", classes=classes, strict=strict, cache_dir=cache_dir)
 
 
 def load_mpdd(
@@ -134,15 +127,7 @@ def load_mpdd(
     cache_dir: str | None = None,
 ) -> datasets.Dataset:
     """MPDD (same layout as MVTec-AD) from the folder holding its 6 category folders."""
-    return load_category_tree(
-        root,
-        split,
-        benchmark="mpdd",
-        layout=MVTEC_LAYOUT,
-        classes=classes,
-        strict=strict,
-        cache_dir=cache_dir,
-    )
+    return load_category_tree(root, split, benchmark="mpdd", classes=classes, strict=strict, cache_dir=cache_dir)
 
 
 def load_btad(
@@ -154,9 +139,7 @@ def load_btad(
     cache_dir: str | None = None,
 ) -> datasets.Dataset:
     """BTAD from the folder holding 01, 02, 03 (`ok` normal, `ko` anomalous; bmp or png masks)."""
-    return load_category_tree(
-        root, split, benchmark="btad", layout=BTAD_LAYOUT, classes=classes, strict=strict, cache_dir=cache_dir
-    )
+    return load_category_tree(root, split, benchmark="btad", classes=classes, strict=strict, cache_dir=cache_dir)
 
 
 def load_dtd_synthetic(
@@ -169,13 +152,7 @@ def load_dtd_synthetic(
 ) -> datasets.Dataset:
     """DTD-Synthetic from the folder holding its 12 texture folders (Blotchy_099, ..., Woven_127)."""
     return load_category_tree(
-        root,
-        split,
-        benchmark="dtd_synthetic",
-        layout=DTD_LAYOUT,
-        classes=classes,
-        strict=strict,
-        cache_dir=cache_dir,
+        root, split, benchmark="dtd_synthetic", classes=classes, strict=strict, cache_dir=cache_dir
     )
 
 
@@ -191,16 +168,12 @@ def load_visa(
 
     `defect_type` is the csv's label ("normal" or "anomaly"); VisA has no finer defect types.
     """
-    root = require_dir(Path(root), "visa root", VISA_LAYOUT)
+    layout = BENCHMARK_REGISTRY["visa"].layout
+    root = require_dir(Path(root), "visa root", layout)
     csv_path = root / "split_csv" / "1cls.csv"
     if not csv_path.is_file():
-        raise FileNotFoundError(f"VisA split file {str(csv_path)!r} does not exist.\nExpected layout:\n{VISA_LAYOUT}")
-    with open(csv_path, newline="") as handle:
-        reader = csv.DictReader(handle)
-        absent = [c for c in _VISA_COLUMNS if c not in (reader.fieldnames or [])]
-        if absent:
-            raise ValueError(f"{str(csv_path)!r} lacks column(s) {absent}; expected {list(_VISA_COLUMNS)}.")
-        rows = list(reader)
+        raise FileNotFoundError(f"VisA split file {str(csv_path)!r} does not exist.\nExpected layout:\n{layout}")
+    rows = _read_visa_csv(csv_path)
     wanted = set(classes) if classes is not None else None
     chosen = [r for r in rows if r["split"] == split and (wanted is None or r["object"] in wanted)]
     if not chosen:
@@ -213,13 +186,9 @@ def load_visa(
     chosen.sort(key=lambda r: (natural_key(r["object"]), natural_key(r["image"])))
     records, missing = [], []
     for row in chosen:
-        if row["label"] not in _VISA_LABELS:
-            raise ValueError(
-                f"{str(csv_path)!r}: label {row['label']!r} for {row['image']!r} is not one of {list(_VISA_LABELS)}."
-            )
         anomalous = _VISA_LABELS[row["label"]]
-        image_path = _csv_file(root, csv_path, row["image"])
-        mask_path = _csv_file(root, csv_path, row["mask"]) if anomalous and row["mask"].strip() else None
+        image_path = _csv_file(root, csv_path, row, "image")
+        mask_path = _csv_file(root, csv_path, row, "mask") if anomalous and row["mask"] else None
         if anomalous and mask_path is None:
             missing.append(str(image_path))
         records.append(
@@ -235,41 +204,81 @@ def load_visa(
     return build_dataset(records, split=split, description=f"visa {split} ({root})", cache_dir=cache_dir)
 
 
-def _csv_file(root: Path, csv_path: Path, relative: str) -> Path:
-    path = root / relative.strip()
+def _read_visa_csv(csv_path: Path) -> list[dict[str, str]]:
+    """The csv's rows, stripped, each with its `line` number; a malformed row is a `ValueError` naming its line."""
+    try:
+        with open(csv_path, newline="", encoding="utf-8") as handle:
+            reader = csv.DictReader(handle)
+            absent = [c for c in _VISA_COLUMNS if c not in (reader.fieldnames or [])]
+            if absent:
+                raise ValueError(f"{str(csv_path)!r} lacks column(s) {absent}; expected {list(_VISA_COLUMNS)}.")
+            rows = []
+            for row in reader:
+                where = f"{str(csv_path)!r} line {reader.line_num}"
+                if None in row:
+                    raise ValueError(f"{where} has more fields than the {len(reader.fieldnames)} columns: {row[None]}.")
+                empty = [c for c in _VISA_REQUIRED if not (row[c] or "").strip()]
+                if empty:
+                    raise ValueError(f"{where} has no value for {empty}; every row needs {list(_VISA_REQUIRED)}.")
+                cleaned = {c: (row[c] or "").strip() for c in _VISA_COLUMNS}
+                if cleaned["label"] not in _VISA_LABELS:
+                    raise ValueError(
+                        f"{where}: label {cleaned['label']!r} for {cleaned['image']!r} is not one of "
+                        f"{list(_VISA_LABELS)}."
+                    )
+                rows.append({**cleaned, "line": str(reader.line_num)})
+    except (UnicodeDecodeError, csv.Error) as error:
+        raise ValueError(f"Cannot read {str(csv_path)!r} as a UTF-8 csv: {error}") from error
+    return rows
+
+
+def _csv_file(root: Path, csv_path: Path, row: dict[str, str], column: str) -> Path:
+    path = root / row[column]
     if not path.is_file():
-        raise FileNotFoundError(f"{str(csv_path)!r} lists {relative!r}, but {str(path)!r} does not exist.")
+        raise FileNotFoundError(
+            f"{str(csv_path)!r} line {row['line']} lists {column} {row[column]!r}, but {str(path)!r} does not exist."
+        )
     return path
 
 
-BENCHMARKS: dict[str, Callable[..., datasets.Dataset]] = {
-    "mvtec": load_mvtec,
-    "visa": load_visa,
-    "mpdd": load_mpdd,
-    "btad": load_btad,
-    "sdd": load_sdd,
-    "dtd_synthetic": load_dtd_synthetic,
-}
+def _loader(name: str) -> Callable[..., datasets.Dataset]:
+    return getattr(sys.modules[__name__], BENCHMARK_REGISTRY[name].loader_name)
 
 
-def load_benchmark(name: str, root: str | Path, split: str = "test", **variant) -> datasets.Dataset:
+BENCHMARKS: dict[str, Callable[..., datasets.Dataset]] = {name: _loader(name) for name in BENCHMARK_REGISTRY}
+
+
+def load_benchmark(name: str, root: str | Path, split: str = "test", **options: Any) -> datasets.Dataset:
     """Load benchmark `name` from its native folder layout into the common schema.
 
     Args:
-        name: one of "mvtec", "visa", "mpdd", "btad", "sdd", "dtd_synthetic".
+        name: a name of `BENCHMARK_REGISTRY` ("mvtec", "visa", "mpdd", "btad", "sdd", "dtd_synthetic") or an alias
+            of one ("MVTec-AD", "kolektorsdd", ...).
         root: the dataset's top folder as distributed (for SDD: the KolektorSDD folder holding kos01..kos50).
         split: "test" (default) or "train".
-        **variant: loader options: `classes` (subset of class names), `strict` (False turns a missing mask
-            into a warning), `cache_dir`; for "sdd", `variant="whole"` (default) or `"adaclip_crops"`.
+        **options: loader options: `classes` (a list of class names), `strict` (False turns a missing mask into a
+            warning), `cache_dir`; for "sdd", `variant="whole"` (default) or `"adaclip_crops"`.
 
     Returns:
         A `datasets.Dataset` with columns image, mask, label, class_name, defect_type, image_path.
     """
-    if name not in BENCHMARKS:
-        raise ValueError(f"Unknown benchmark {name!r}; expected one of {sorted(BENCHMARKS)}.")
-    loader = BENCHMARKS[name]
-    accepted = [p.name for p in inspect.signature(loader).parameters.values() if p.kind is p.KEYWORD_ONLY]
-    unknown = sorted(set(variant) - set(accepted))
+    benchmark = get_benchmark(name)
+    accepted = benchmark.options
+    unknown = sorted(set(options) - set(accepted))
     if unknown:
-        raise ValueError(f"Benchmark {name!r} does not take option(s) {unknown}; it takes {accepted}.")
-    return loader(root, split, **variant)
+        raise ValueError(f"Benchmark {benchmark.name!r} does not take option(s) {unknown}; it takes {accepted}.")
+    check_classes(options.get("classes"))
+    return BENCHMARKS[benchmark.name](root, split, **options)
+
+
+__all__ = [
+    "BENCHMARKS",
+    "load_benchmark",
+    "load_btad",
+    "load_category_tree",
+    "load_dtd_synthetic",
+    "load_mpdd",
+    "load_mvtec",
+    "load_sdd",
+    "load_visa",
+]

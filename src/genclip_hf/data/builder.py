@@ -3,7 +3,7 @@
 Whole-file images and masks that are already binary "L" are stored as paths only (`bytes` is `None`):
 the Arrow cache then holds a few hundred bytes per row and pixels are decoded when a row is read.
 Only derived pixels are stored as PNG bytes: all-zero masks of normal images, masks that need
-binarising (palette or {0, 1} files) and crops. The Arrow cache is memory-mapped, so RSS does not
+binarising (palette, {0, 1} or lossy JPEG files) and crops. The Arrow cache is memory-mapped, so RSS does not
 grow with the number of rows either way.
 """
 
@@ -15,6 +15,7 @@ import io
 import json
 import logging
 import os
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict
 
@@ -22,13 +23,14 @@ import datasets
 import numpy as np
 from PIL import Image
 
+from ..images import LOSSY_MASK_THRESHOLD, binarize_mask_values, open_image
 from .schema import FEATURES, Record
 from .summary import format_summary, summarize_records
 
 logger = logging.getLogger(__name__)
 
 # Bump when the rows produced from the same records change, so old caches are not reused.
-_ROW_FORMAT_VERSION = 1
+_ROW_FORMAT_VERSION = 2
 
 
 def build_dataset(
@@ -48,6 +50,15 @@ def build_dataset(
     if not records:
         raise ValueError(f"No images found for {description}.")
     logger.info("%s\n%s", description, format_summary(summarize_records(records)))
+    lossy = sorted({record.mask_path for record in records if record.mask_lossy and record.mask_path})
+    if lossy:
+        warnings.warn(
+            f"{description}: {len(lossy)} ground-truth mask(s) are JPEG files (lossy), e.g. {lossy[0]!r}: they are "
+            f"binarised at grey value >= {LOSSY_MASK_THRESHOLD} instead of 'any non-zero', which would count "
+            "compression noise around a defect as defect.",
+            UserWarning,
+            stacklevel=3,
+        )
     return datasets.Dataset.from_generator(
         _generate_rows,
         features=FEATURES,
@@ -87,7 +98,7 @@ def _generate_rows(records: tuple[Record, ...]) -> Iterator[dict]:
 def _image_value(record: Record) -> dict:
     if record.crop_box is None:
         return {"path": record.image_path, "bytes": None}
-    with Image.open(record.image_path) as image:
+    with open_image(record.image_path, draft=False) as image:
         return {"path": None, "bytes": _png_bytes(image.crop(record.crop_box))}
 
 
@@ -95,15 +106,17 @@ def _mask_value(record: Record) -> dict:
     if record.mask_path is None:
         return {"path": None, "bytes": _zero_mask_png(record.size)}
     try:
-        with Image.open(record.mask_path) as mask:
+        with open_image(record.mask_path, draft=False) as mask:
             if record.crop_box is not None:
                 mask = mask.crop(record.crop_box)
             values = np.asarray(mask.convert("L"))
             if record.crop_box is None and mask.mode == "L" and np.isin(values, (0, 255)).all():
                 return {"path": record.mask_path, "bytes": None}
-    except OSError as error:
-        raise ValueError(f"Cannot read mask file {record.mask_path!r}: {error}") from error
-    binary = Image.fromarray(np.where(values > 0, 255, 0).astype(np.uint8))
+    except (OSError, ValueError) as error:
+        raise ValueError(
+            f"Cannot read mask file {record.mask_path!r} of image {record.image_path!r}: {error}"
+        ) from error
+    binary = Image.fromarray(np.where(binarize_mask_values(values, record.mask_lossy), 255, 0).astype(np.uint8))
     return {"path": None, "bytes": _png_bytes(binary)}
 
 

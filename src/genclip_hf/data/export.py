@@ -37,13 +37,19 @@ def export_parquet(
 
     Returns:
         The shard paths in row order.
+
+    Raises:
+        ValueError: a bad `split`, `max_shard_size` or `batch_size`, or `out_dir` is a file.
+        PermissionError: `out_dir` cannot be created or written.
+        FileNotFoundError: a row's image or mask file no longer exists.
     """
     limit = _parse_size(max_shard_size)
     if not re.fullmatch(r"\w+", split):
         raise ValueError(f"split must be a plain name like 'test', got {split!r}.")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
+    out_dir = _writable_folder(Path(out_dir))
     bounds = _shard_bounds(_row_sizes(dataset, batch_size), limit)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     schema = dataset.features.arrow_schema
     paths = []
     for index, (start, stop) in enumerate(bounds):
@@ -69,7 +75,24 @@ def push_to_hub(
     dataset.push_to_hub(repo_id, split=split, private=private, token=token, max_shard_size=max_shard_size)
 
 
+def _writable_folder(folder: Path) -> Path:
+    """`folder`, created if absent; a `ValueError` if it is a file, a `PermissionError` if it cannot be written."""
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(f"Output folder {str(folder)!r} is a file, not a folder.")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError) as error:
+        raise ValueError(f"Cannot create output folder {str(folder)!r}: {error.strerror} ({error.filename}).") from None
+    except OSError as error:
+        raise PermissionError(f"Cannot create output folder {str(folder)!r}: {error.strerror}.") from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise PermissionError(f"Output folder {str(folder)!r} is not writable.")
+    return folder
+
+
 def _parse_size(size: int | str) -> int:
+    if isinstance(size, bool) or not isinstance(size, (int, str)):
+        raise ValueError(f"max_shard_size must be bytes or a string like '500MB', got {size!r}.")
     if isinstance(size, int):
         value = size
     else:
@@ -101,7 +124,15 @@ def _cell_size(cell: dict | None) -> int:
         return 0
     if cell.get("bytes") is not None:
         return len(cell["bytes"])
-    return os.path.getsize(cell["path"]) if cell.get("path") else 0
+    if not cell.get("path"):
+        return 0
+    try:
+        return os.path.getsize(cell["path"])
+    except OSError as error:
+        raise FileNotFoundError(
+            f"Cannot export: the dataset refers to {cell['path']!r}, which cannot be read ({error.strerror}); "
+            "load the dataset again from the existing files."
+        ) from None
 
 
 def _shard_bounds(sizes: list[int], limit: int) -> list[tuple[int, int]]:

@@ -6,12 +6,14 @@ import json
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import datasets
 
 from .builder import build_dataset
 from .files import (
     NORMAL_FOLDER_NAMES,
+    check_classes,
     find_mask,
     list_images,
     make_record,
@@ -59,7 +61,7 @@ def load_folder(
         mask_root: Path | None = require_dir(Path(mask_dir), "mask folder", FOLDER_LAYOUT)
     else:
         mask_root = root / "ground_truth" if (root / "ground_truth").is_dir() else None
-    loose = list_images(root)
+    loose = list_images(root, leaf=False)
     if loose:
         raise ValueError(
             f"{len(loose)} image(s) lie directly in {str(root)!r} (e.g. {loose[0].name}); put them in a "
@@ -121,28 +123,38 @@ def load_meta_json(
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"meta.json file {str(path)!r} does not exist.\nExpected format:\n{META_LAYOUT}")
+        state = "is a folder, not a file" if path.is_dir() else "does not exist"
+        raise FileNotFoundError(f"meta.json file {str(path)!r} {state}.\nExpected format:\n{META_LAYOUT}")
     try:
-        meta = json.loads(path.read_text())
+        meta = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise ValueError(f"Cannot read {str(path)!r} as JSON: {error}") from error
     if not isinstance(meta, dict) or split not in meta:
         keys = sorted(meta) if isinstance(meta, dict) else type(meta).__name__
         raise ValueError(f"{str(path)!r} has no split {split!r} (found {keys}).\nExpected format:\n{META_LAYOUT}")
     per_class = meta[split]
+    if not isinstance(per_class, dict):
+        raise ValueError(
+            f"{str(path)!r}: split {split!r} must map class names to lists of entries, got "
+            f"{type(per_class).__name__}.\nExpected format:\n{META_LAYOUT}"
+        )
+    check_classes(classes)
     names = sorted(per_class, key=natural_key) if classes is None else list(classes)
     base = path.parent
     records, missing = [], []
     for cls in names:
         if cls not in per_class:
             raise ValueError(f"{str(path)!r} has no class {cls!r} in split {split!r} (found {sorted(per_class)}).")
-        for entry in sorted(per_class[cls], key=lambda e: natural_key(str(e.get("img_path", "")))):
-            absent = [k for k in _META_KEYS if k not in entry]
-            if absent:
-                raise ValueError(f"{str(path)!r}: entry {entry} lacks key(s) {absent}; expected {list(_META_KEYS)}.")
-            anomalous = bool(int(entry["anomaly"]))
-            image_path = _listed_file(base, path, entry["img_path"])
-            mask_path = _listed_file(base, path, entry["mask_path"]) if anomalous and entry["mask_path"] else None
+        entries = [
+            _meta_entry(path, f"{split}/{cls}[{index}]", e)
+            for index, e in enumerate(_entry_list(path, split, cls, per_class[cls]))
+        ]
+        for where, entry in sorted(entries, key=lambda item: natural_key(item[1]["img_path"])):
+            anomalous = entry["anomaly"] == 1
+            image_path = _listed_file(base, path, where, entry["img_path"])
+            mask_path = (
+                _listed_file(base, path, where, entry["mask_path"]) if anomalous and entry["mask_path"] else None
+            )
             if anomalous and mask_path is None:
                 missing.append(str(image_path))
             records.append(
@@ -158,8 +170,38 @@ def load_meta_json(
     return build_dataset(records, split=split, description=f"meta.json {split} ({path})", cache_dir=cache_dir)
 
 
-def _listed_file(base: Path, json_path: Path, relative: str) -> Path:
+def _entry_list(path: Path, split: str, cls: str, entries: Any) -> list:
+    if not isinstance(entries, list):
+        raise ValueError(
+            f"{str(path)!r}: {split}/{cls} must be a list of entries, got {type(entries).__name__}."
+            f"\nExpected format:\n{META_LAYOUT}"
+        )
+    return entries
+
+
+def _meta_entry(path: Path, where: str, entry: Any) -> tuple[str, dict[str, Any]]:
+    """`(where, entry)` with the entry checked: its keys, their types and `anomaly` in {0, 1}; else a `ValueError`."""
+    prefix = f"{str(path)!r} entry {where}"
+    if not isinstance(entry, dict):
+        raise ValueError(f"{prefix} must be an object with keys {list(_META_KEYS)}, got {entry!r:.200}.")
+    absent = [key for key in _META_KEYS if key not in entry]
+    if absent:
+        raise ValueError(f"{prefix} lacks key(s) {absent}; expected {list(_META_KEYS)}: {entry!r:.200}.")
+    for key, optional in (("img_path", False), ("cls_name", False), ("mask_path", True), ("specie_name", True)):
+        value = entry[key]
+        if not (isinstance(value, str) and (optional or value.strip())) and not (optional and value is None):
+            expected = "a string (may be empty) or null" if optional else "a non-empty string"
+            raise ValueError(f"{prefix}: {key} must be {expected}, got {value!r}.")
+    anomaly = entry["anomaly"]
+    if not isinstance(anomaly, (int, float)) or anomaly not in (0, 1):
+        raise ValueError(f"{prefix}: anomaly must be 0 (normal) or 1 (anomalous), got {anomaly!r}.")
+    return where, {**entry, "anomaly": int(anomaly)}
+
+
+def _listed_file(base: Path, json_path: Path, where: str, relative: str) -> Path:
     file = base / relative
     if not file.is_file():
-        raise FileNotFoundError(f"{str(json_path)!r} lists {relative!r}, but {str(file)!r} does not exist.")
+        raise FileNotFoundError(
+            f"{str(json_path)!r} entry {where} lists {relative!r}, but {str(file)!r} does not exist."
+        )
     return file

@@ -35,6 +35,7 @@ class Record:
         image_size: `(width, height)` of the whole image file.
         mask_path: absolute path of the ground-truth mask file; `None` gives an all-zero mask.
         crop_box: `(left, upper, right, lower)` cut from both image and mask, or `None` for the whole image.
+        mask_lossy: the mask file is lossy (JPEG): binarised at grey value 128 instead of "any non-zero".
     """
 
     image_path: str
@@ -44,6 +45,7 @@ class Record:
     image_size: tuple[int, int]
     mask_path: str | None = None
     crop_box: tuple[int, int, int, int] | None = None
+    mask_lossy: bool = False
 
     @property
     def size(self) -> tuple[int, int]:

@@ -17,16 +17,12 @@ from pathlib import Path
 
 import datasets
 import numpy as np
-from PIL import Image
 
+from ..benchmark_registry import BENCHMARK_REGISTRY
+from ..images import binarize_mask_values, open_image
 from .builder import build_dataset
 from .files import list_images, read_image_size, require_dir, subfolders
 from .schema import ANOMALOUS, NORMAL, Record
-
-SDD_LAYOUT = """  <root>/kos01/Part0.jpg
-  <root>/kos01/Part0_label.bmp   (palette or grey BMP, same size; any non-zero pixel is a defect)
-  ...
-  <root>/kos50/Part7.jpg"""
 
 WHOLE_CLASS_NAME = "electrical commutators"
 CROPS_CLASS_NAME = "SDD"
@@ -62,10 +58,11 @@ def load_sdd(
 
 def _scan(root: Path) -> list[tuple[Path, Path, np.ndarray]]:
     """`(image, label file, defect mask (H, W) bool)` for every part image, in natural order."""
-    require_dir(root, "KolektorSDD root", SDD_LAYOUT)
+    layout = BENCHMARK_REGISTRY["sdd"].layout
+    require_dir(root, "KolektorSDD root", layout)
     items = []
     for item_dir in subfolders(root):
-        for image_path in list_images(item_dir):
+        for image_path in list_images(item_dir, masks=True):
             if image_path.stem.endswith("_label"):
                 continue
             label_path = image_path.with_name(f"{image_path.stem}_label.bmp")
@@ -83,15 +80,16 @@ def _scan(root: Path) -> list[tuple[Path, Path, np.ndarray]]:
                 )
             items.append((image_path.resolve(), label_path.resolve(), defect))
     if not items:
-        raise FileNotFoundError(f"No KolektorSDD images under {str(root)!r}.\nExpected layout:\n{SDD_LAYOUT}")
+        raise FileNotFoundError(f"No KolektorSDD images under {str(root)!r}.\nExpected layout:\n{layout}")
     return items
 
 
 def _read_label(path: Path) -> np.ndarray:
+    """`(H, W)` bool defect mask of a label file (palette BMPs through their grey values)."""
     try:
-        with Image.open(path) as label:
-            return np.asarray(label.convert("L")) > 0
-    except OSError as error:
+        with open_image(path, draft=False) as label:
+            return binarize_mask_values(np.asarray(label.convert("L")), lossy=False)  # BMP: lossless
+    except ValueError as error:
         raise ValueError(f"Cannot read label file {str(path)!r}: {error}") from error
 
 

@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from .aupro import AUPRO_MODES, aupro
+from .aupro import AUPRO_MODES, FPR_LIMIT, aupro
 from .errors import UndefinedMetricError, UndefinedMetricWarning
 from .inputs import check_maps_and_masks, check_scores_and_labels
 from .ranking import image_ap, image_auroc, pixel_auroc
@@ -59,7 +59,7 @@ class AnomalyMetricAccumulator:
         fpr_limit: AUPRO integration limit.
     """
 
-    def __init__(self, aupro_mode: Literal["exact", "anomalyclip"] = "exact", fpr_limit: float = 0.3):
+    def __init__(self, aupro_mode: Literal["exact", "anomalyclip"] = "exact", fpr_limit: float = FPR_LIMIT):
         if aupro_mode not in AUPRO_MODES:
             raise ValueError(f"aupro_mode must be one of {AUPRO_MODES}, got {aupro_mode!r}")
         self.aupro_mode = aupro_mode

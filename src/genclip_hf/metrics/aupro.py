@@ -13,6 +13,8 @@ from .inputs import check_maps_and_masks
 from .ranking import partial_roc_area
 
 AUPRO_MODES = ("exact", "anomalyclip")
+FPR_LIMIT = 0.3
+"""The protocol's AUPRO integration limit (false-positive rate)."""
 ANOMALYCLIP_N_THRESHOLDS = 200
 _EIGHT_CONNECTED = np.ones((3, 3), dtype=bool)
 
@@ -36,11 +38,13 @@ def _check_defined(masks: np.ndarray) -> None:
         raise UndefinedMetricError("AUPRO", "there is no normal pixel, so the false positive rate is undefined")
 
 
-def _aupro_exact(maps: np.ndarray, masks: np.ndarray, fpr_limit: float) -> float:
-    """Every distinct score is a threshold; PRO is integrated over FPR in `[0, fpr_limit]`, divided by it.
+def exact_pro_inputs(maps: np.ndarray, masks: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The PRO curve as a weighted ROC curve: PRO(t) is the mean over regions of the covered share of each
+    region, i.e. a sum over anomalous pixels of `1 / (n_regions * area(region))`.
 
-    PRO(t) is the mean over regions of the covered share of each region, i.e. a sum over anomalous pixels of
-    `1 / (n_regions * area(region))`: the PRO curve is a weighted ROC curve, computed by `partial_roc_area`.
+    Returns:
+        `(negatives, positives, weights)`: `(n_neg,)` scores of normal pixels (a private copy), `(n_pos,)` scores
+        of anomalous pixels and their `(n_pos,)` weights (summing to 1).
     """
     _check_defined(masks)
     scores, inverse_areas = [], []
@@ -49,8 +53,13 @@ def _aupro_exact(maps: np.ndarray, masks: np.ndarray, fpr_limit: float) -> float
         scores.append(maps[index][masks[index]])
         inverse_areas.append(1.0 / np.bincount(region_ids, minlength=count)[region_ids])
         n_regions += count
-    weights = np.concatenate(inverse_areas) / n_regions
-    return partial_roc_area(maps[~masks], np.concatenate(scores), weights, fpr_limit) / fpr_limit
+    return maps[~masks], np.concatenate(scores), np.concatenate(inverse_areas) / n_regions
+
+
+def _aupro_exact(maps: np.ndarray, masks: np.ndarray, fpr_limit: float) -> float:
+    """Every distinct score is a threshold; PRO is integrated over FPR in `[0, fpr_limit]`, divided by it."""
+    negatives, positives, weights = exact_pro_inputs(maps, masks)
+    return partial_roc_area(negatives, positives, weights, fpr_limit) / fpr_limit
 
 
 def anomalyclip_thresholds(maps: np.ndarray) -> np.ndarray:
@@ -62,14 +71,22 @@ def anomalyclip_thresholds(maps: np.ndarray) -> np.ndarray:
     return np.arange(lowest, highest, (highest - lowest) / ANOMALYCLIP_N_THRESHOLDS)
 
 
-def _aupro_anomalyclip(maps: np.ndarray, masks: np.ndarray, fpr_limit: float) -> float:
-    """The protocol behind the paper's PRO numbers: at each threshold `t` the prediction is `map > t`; PRO is
-    the mean covered share over all regions; FPR is over all normal pixels. Points with `FPR < fpr_limit` are
-    kept, their FPRs min-max rescaled to [0, 1], and PRO is integrated over them with the trapezoid rule.
+def anomalyclip_pro_points(
+    maps: np.ndarray, masks: np.ndarray, fpr_limit: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The points of the AnomalyCLIP protocol's PRO curve that it integrates: at each threshold `t` the
+    prediction is `map > t`; PRO is the mean covered share over all regions; FPR is over all normal pixels; only
+    points with `FPR < fpr_limit` are kept.
 
     Vectorised: a pixel with score `s` is predicted anomalous exactly at the thresholds below `s`, so
     histograms of that count (per region, and over normal pixels) give every point of the curve at once.
     Computed image by image, so memory stays at a few maps.
+
+    Returns:
+        `(thresholds, fprs, pros)`, each `(P,)`, by increasing threshold (decreasing FPR).
+
+    Raises:
+        UndefinedMetricError: no region, no normal pixel, constant maps, or fewer than two distinct kept FPRs.
     """
     _check_defined(masks)
     thresholds = anomalyclip_thresholds(maps)
@@ -91,20 +108,32 @@ def _aupro_anomalyclip(maps: np.ndarray, masks: np.ndarray, fpr_limit: float) ->
     pros = (covered / region_histogram.sum(axis=1, keepdims=True)).mean(axis=0)
 
     kept = fprs < fpr_limit
-    kept_fprs = fprs[kept]
-    if kept_fprs.size < 2 or kept_fprs.min() == kept_fprs.max():
+    if np.unique(fprs[kept]).size < 2:
         raise UndefinedMetricError(
             "AUPRO (anomalyclip)", f"fewer than two distinct false positive rates below {fpr_limit}"
         )
-    rescaled = (kept_fprs - kept_fprs.min()) / (kept_fprs.max() - kept_fprs.min())
-    return float(np.trapezoid(pros[kept][::-1], rescaled[::-1]))
+    return thresholds[kept], fprs[kept], pros[kept]
+
+
+def anomalyclip_area(fprs: np.ndarray, pros: np.ndarray) -> float:
+    """AUPRO of the AnomalyCLIP protocol from `anomalyclip_pro_points`: FPRs min-max rescaled to [0, 1], then
+    the trapezoid rule by increasing FPR."""
+    rescaled = ((fprs - fprs.min()) / (fprs.max() - fprs.min()))[::-1]
+    heights = pros[::-1]
+    return float((np.diff(rescaled) * (heights[1:] + heights[:-1]) / 2).sum())
+
+
+def _aupro_anomalyclip(maps: np.ndarray, masks: np.ndarray, fpr_limit: float) -> float:
+    """The protocol behind the paper's PRO numbers (see `anomalyclip_pro_points` and `anomalyclip_area`)."""
+    _, fprs, pros = anomalyclip_pro_points(maps, masks, fpr_limit)
+    return anomalyclip_area(fprs, pros)
 
 
 def aupro(
     anomaly_maps: Any,
     masks: Any,
     mode: Literal["exact", "anomalyclip"] = "exact",
-    fpr_limit: float = 0.3,
+    fpr_limit: float = FPR_LIMIT,
 ) -> float:
     """Area under the per-region-overlap curve up to `fpr_limit`.
 

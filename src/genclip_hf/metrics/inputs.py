@@ -17,7 +17,7 @@ def to_numpy(values: Any) -> np.ndarray:
     return np.asarray(values)
 
 
-def _as_float(values: np.ndarray) -> np.ndarray:
+def as_float(values: np.ndarray) -> np.ndarray:
     """Keeps float32/float64, widens float16 to float32 and everything else to float64."""
     if values.dtype in (np.float32, np.float64):
         return values
@@ -26,23 +26,25 @@ def _as_float(values: np.ndarray) -> np.ndarray:
     return values.astype(np.float64)
 
 
-def _check_finite(values: np.ndarray, name: str) -> None:
-    """Raises a ValueError naming the first item (index along axis 0) that holds NaN or inf."""
+def check_finite(values: np.ndarray, name: str, first_index: int = 0) -> None:
+    """Raises a ValueError naming the first item (index along axis 0, plus `first_index`) that holds NaN or inf."""
     if values.size == 0 or (np.isfinite(values.min()) and np.isfinite(values.max())):
         return
     finite_per_item = np.isfinite(values.reshape(len(values), -1)).all(axis=1)
-    index = int(np.flatnonzero(~finite_per_item)[0])
+    index = first_index + int(np.flatnonzero(~finite_per_item)[0])
     raise ValueError(f"{name}[{index}] contains NaN or inf; every value must be finite")
 
 
-def _as_binary(values: np.ndarray, name: str) -> np.ndarray:
-    """Returns `values` as bool; raises a ValueError naming the first item with a value other than 0/1."""
+def as_binary(values: np.ndarray, name: str, first_index: int = 0) -> np.ndarray:
+    """Returns `values` as bool; raises a ValueError naming the first item (index along axis 0, plus
+    `first_index`) with a value other than 0/1."""
     if values.dtype == bool:
         return values
     binary = (values == 0) | (values == 1)
     if not binary.all():
-        index = int(np.flatnonzero(~binary.reshape(len(values), -1).all(axis=1))[0])
-        found = np.unique(values[index])[:5].tolist()
+        position = int(np.flatnonzero(~binary.reshape(len(values), -1).all(axis=1))[0])
+        index = first_index + position
+        found = np.unique(values[position])[:5].tolist()
         raise ValueError(
             f"{name} must be binary (bool or 0/1); {name}[{index}] holds values {found} "
             "(binarise it first, e.g. `mask > 0`)"
@@ -66,9 +68,9 @@ def check_maps_and_masks(anomaly_maps: Any, masks: Any) -> tuple[np.ndarray, np.
         raise ValueError(f"anomaly_maps must have shape (N, H, W), got shape {maps.shape}")
     if masks.shape != maps.shape:
         raise ValueError(f"masks shape {masks.shape} does not match anomaly_maps shape {maps.shape}")
-    maps = _as_float(maps)
-    _check_finite(maps, "anomaly_maps")
-    return maps, _as_binary(masks, "masks")
+    maps = as_float(maps)
+    check_finite(maps, "anomaly_maps")
+    return maps, as_binary(masks, "masks")
 
 
 def check_scores_and_labels(scores: Any, labels: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -87,6 +89,6 @@ def check_scores_and_labels(scores: Any, labels: Any) -> tuple[np.ndarray, np.nd
         raise ValueError(f"scores must have shape (N,), got shape {scores.shape}")
     if labels.shape != scores.shape:
         raise ValueError(f"labels shape {labels.shape} does not match scores shape {scores.shape}")
-    scores = _as_float(scores)
-    _check_finite(scores, "scores")
-    return scores, _as_binary(labels, "labels")
+    scores = as_float(scores)
+    check_finite(scores, "scores")
+    return scores, as_binary(labels, "labels")

@@ -1,10 +1,11 @@
-"""On-disk cache of the frozen CLIP vision features used for training.
+"""On-disk cache of the frozen backbone features used for training.
 
-The vision encoder of GenCLIP is frozen, so each training image's layer features `(L, 1 + H*W, vision_width)` and
-pooled image embedding `(projection_dim,)` are computed once and stored as float16 safetensors files. A cache folder
-is keyed by everything that decides the features: the backbone (vision config and a hash of the vision weights), the
-image preprocessing (size, mean/std, resampling), the feature layers and the storage dtype. Inside it, one file per
-image is named by the hash of the image's decoded RGB pixels, so renamed or re-exported images are found again.
+The CLIP backbone of every trainable method is frozen, so each training image's `model.frozen_features` (GenCLIP:
+the feature layers' outputs `(L, 1 + H*W, vision_width)`) are computed once and stored as float16 safetensors files.
+A cache folder is keyed by everything that decides the features: the backbone (vision config and a hash of the vision
+weights), the image preprocessing (size, mean/std, resampling), the method's `frozen_features_key` (layers, input
+size, ...) and the storage dtype. Inside it, one file per image is named by the hash of the image's decoded RGB
+pixels, so renamed or re-exported images are found again.
 
 Files are written to a temporary name and moved into place with `os.replace`, so an interrupted run leaves only
 complete files behind. Processes of a distributed run fill disjoint shards of the rows, so each file is written by one
@@ -16,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import uuid
 from pathlib import Path
 
 import datasets
@@ -25,15 +25,17 @@ from accelerate import Accelerator
 from accelerate.utils import gather_object
 from huggingface_hub import constants
 from PIL import Image
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
+from transformers import PreTrainedModel
 
-from .modeling_genclip import GenCLIPModel
-from .processing_genclip import GenCLIPProcessor, to_rgb_image
+from ..images import to_rgb_image
+from ..processing_anomaly_detection import AnomalyDetectionProcessor
+from ..storage import atomic_write_bytes
 
 # Bump when the stored tensors change meaning, so that old caches are not reused.
-CACHE_FORMAT_VERSION = 1
+CACHE_FORMAT_VERSION = 2
 STORAGE_DTYPE = torch.float16
 _HEADER_BYTES = 256
 
@@ -44,7 +46,7 @@ def default_feature_cache_dir() -> Path:
     return Path(override) if override else Path(constants.HF_HOME) / "genclip_hf" / "features"
 
 
-def backbone_fingerprint(model: GenCLIPModel) -> str:
+def backbone_fingerprint(model: PreTrainedModel) -> str:
     """SHA-256 of the frozen vision tower: its config and every weight that produces the cached tensors.
 
     Hashes the vision transformer (embeddings, layer norms, blocks) and the visual projection; reads each weight once
@@ -69,71 +71,53 @@ def image_content_hash(image: Image.Image) -> str:
 
 
 class FeatureCache:
-    """Frozen features of one backbone and preprocessing, one safetensors file per image.
+    """Frozen features of one backbone, method and preprocessing: one safetensors file per image.
 
     Args:
         root: top folder holding one sub-folder per cache key.
         key_fields: everything that decides the features (see [`FeatureCache.for_model`]); hashed into the key.
-        num_feature_layers, num_tokens, vision_width, projection_dim: shapes of the stored tensors.
+        features_shape: the shape of one image's features.
     """
 
-    def __init__(
-        self,
-        root: str | Path,
-        key_fields: dict,
-        num_feature_layers: int,
-        num_tokens: int,
-        vision_width: int,
-        projection_dim: int,
-    ):
+    def __init__(self, root: str | Path, key_fields: dict, features_shape: tuple[int, ...]):
         self.key_fields = key_fields
         self.key = hashlib.sha256(json.dumps(key_fields, sort_keys=True).encode()).hexdigest()[:32]
         self.directory = Path(root) / self.key
-        self.layer_features_shape = (num_feature_layers, num_tokens, vision_width)
-        self.image_embeds_shape = (projection_dim,)
+        self.features_shape = tuple(features_shape)
 
     @classmethod
     def for_model(
         cls,
         root: str | Path,
-        model: GenCLIPModel,
-        processor: GenCLIPProcessor,
+        model: PreTrainedModel,
+        processor: AnomalyDetectionProcessor,
         backbone_id: str | None = None,
     ) -> FeatureCache:
-        """The cache of `model`'s frozen features under `processor`'s image preprocessing.
+        """The cache of `model.frozen_features` under `processor`'s image preprocessing.
 
         Args:
             root: top cache folder (e.g. [`default_feature_cache_dir`]).
-            model: the GenCLIP model whose `encode_image` fills the cache.
+            model: a trainable detector (training contract of `genclip_hf.detection.AnomalyDetectorMixin`).
             processor: its processor; image size, mean/std and resampling are part of the key.
             backbone_id: a precomputed [`backbone_fingerprint`] of `model`; computed when `None`.
         """
-        config = model.config
         image_processor = processor.image_processor
         key_fields = {
             "format_version": CACHE_FORMAT_VERSION,
             "storage_dtype": str(STORAGE_DTYPE),
             "backbone": backbone_id or backbone_fingerprint(model),
-            "image_size": config.image_size,
-            "feature_layers": list(config.feature_layers),
+            "features": model.frozen_features_key(),
+            "image_size": processor.image_size,
             "image_mean": [float(value) for value in image_processor.image_mean],
             "image_std": [float(value) for value in image_processor.image_std],
             "resample": int(image_processor.resample),
         }
-        return cls(
-            root,
-            key_fields,
-            num_feature_layers=config.num_feature_layers,
-            num_tokens=1 + model.grid_size**2,
-            vision_width=config.clip_config.vision_config.hidden_size,
-            projection_dim=config.clip_config.projection_dim,
-        )
+        return cls(root, key_fields, model.frozen_features_shape())
 
     @property
     def bytes_per_image(self) -> int:
         """Disk bytes of one cached image (tensor data plus the safetensors header)."""
-        elements = torch.Size(self.layer_features_shape).numel() + torch.Size(self.image_embeds_shape).numel()
-        return elements * STORAGE_DTYPE.itemsize + _HEADER_BYTES
+        return torch.Size(self.features_shape).numel() * STORAGE_DTYPE.itemsize + _HEADER_BYTES
 
     def path(self, image_hash: str) -> Path:
         """File of the image with content hash `image_hash`."""
@@ -147,60 +131,44 @@ class FeatureCache:
         self.directory.mkdir(parents=True, exist_ok=True)
         description = self.directory / "key.json"
         if not description.exists():
-            _atomic_write_bytes(description, json.dumps(self.key_fields, indent=2, sort_keys=True).encode())
+            atomic_write_bytes(description, json.dumps(self.key_fields, indent=2, sort_keys=True).encode())
 
-    def save(self, image_hash: str, layer_features: torch.Tensor, image_embeds: torch.Tensor) -> None:
-        """Store one image's features atomically (temporary file, then `os.replace`).
+    def save(self, image_hash: str, features: torch.Tensor) -> None:
+        """Store one image's `features` (of `features_shape`) atomically (temporary file, then `os.replace`)."""
+        self._check_shape(features, f"features of image {image_hash}")
+        tensors = {"features": features.detach().to("cpu", STORAGE_DTYPE).contiguous()}
+        atomic_write_bytes(self.path(image_hash), save(tensors, metadata={"cache_key": self.key}))
 
-        Args:
-            image_hash: the image's [`image_content_hash`].
-            layer_features: `(L, 1 + H*W, vision_width)`.
-            image_embeds: `(projection_dim,)`.
-        """
-        self._check_shapes(layer_features, image_embeds, f"features of image {image_hash}")
-        path = self.path(image_hash)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-        tensors = {
-            "layer_features": layer_features.detach().to("cpu", STORAGE_DTYPE).contiguous(),
-            "image_embeds": image_embeds.detach().to("cpu", STORAGE_DTYPE).contiguous(),
-        }
-        try:
-            save_file(tensors, str(temporary), metadata={"cache_key": self.key})
-            os.replace(temporary, path)
-        finally:
-            temporary.unlink(missing_ok=True)
-
-    def load(self, image_hash: str) -> tuple[torch.Tensor, torch.Tensor]:
-        """One image's float16 `layer_features` `(L, 1 + H*W, vision_width)` and `image_embeds` `(projection_dim,)`.
+    def load(self, image_hash: str) -> torch.Tensor:
+        """One image's float16 features.
 
         Raises:
             FileNotFoundError: the image is not cached.
-            ValueError: the file holds tensors of other shapes (a corrupt or foreign file).
+            ValueError: naming the file, when it is corrupt or holds other tensors (delete it to recompute).
         """
         path = self.path(image_hash)
         if not path.is_file():
             raise FileNotFoundError(f"Image {image_hash} is not in the feature cache {self.directory}.")
-        tensors = load_file(str(path))
-        if set(tensors) != {"layer_features", "image_embeds"}:
+        try:
+            tensors = load_file(str(path))
+        except Exception as error:  # safetensors raises its own error types for truncated or foreign files
+            raise ValueError(f"Feature cache file {path} is unreadable ({error}); delete it to recompute.") from error
+        if set(tensors) != {"features"}:
             raise ValueError(f"Feature cache file {path} holds {sorted(tensors)}; delete it to recompute.")
-        self._check_shapes(tensors["layer_features"], tensors["image_embeds"], f"feature cache file {path}")
-        return tensors["layer_features"], tensors["image_embeds"]
+        self._check_shape(tensors["features"], f"feature cache file {path}")
+        return tensors["features"]
 
-    def _check_shapes(self, layer_features: torch.Tensor, image_embeds: torch.Tensor, what: str) -> None:
-        if tuple(layer_features.shape) != self.layer_features_shape or tuple(image_embeds.shape) != (
-            self.image_embeds_shape
-        ):
-            raise ValueError(
-                f"{what} must have layer_features {self.layer_features_shape} and image_embeds "
-                f"{self.image_embeds_shape}, got {tuple(layer_features.shape)} and {tuple(image_embeds.shape)}."
-            )
+    def _check_shape(self, features: torch.Tensor, what: str) -> None:
+        if tuple(features.shape) != self.features_shape:
+            raise ValueError(f"{what} must have shape {self.features_shape}, got {tuple(features.shape)}.")
 
 
 class _ImageRows(Dataset):
     """Rows `indices` of a dataset as `(row index, content hash, pixel values or None)`."""
 
-    def __init__(self, dataset: datasets.Dataset, indices: list[int], processor: GenCLIPProcessor, with_pixels: bool):
+    def __init__(
+        self, dataset: datasets.Dataset, indices: list[int], processor: AnomalyDetectionProcessor, with_pixels: bool
+    ):
         self.images = dataset.select_columns(["image"])
         self.indices = indices
         self.processor = processor
@@ -225,8 +193,8 @@ def _collate_rows(rows: list[tuple[int, str, torch.Tensor | None]]) -> tuple[lis
 
 def fill_feature_cache(
     cache: FeatureCache,
-    model: GenCLIPModel,
-    processor: GenCLIPProcessor,
+    model: PreTrainedModel,
+    processor: AnomalyDetectionProcessor,
     dataset: datasets.Dataset,
     accelerator: Accelerator,
     batch_size: int = 8,
@@ -235,12 +203,12 @@ def fill_feature_cache(
     """Compute and store the features of every image of `dataset` that `cache` lacks.
 
     Process `r` of `n` handles rows `r, r + n, ...`: it hashes them, encodes the missing ones in batches of
-    `batch_size` with `model.encode_image` (float32, outside autocast) and writes them. Features already cached by an
+    `batch_size` with `model.frozen_features` (float32, outside autocast) and writes them. Features already cached by an
     earlier or interrupted run are reused.
 
     Args:
         cache: the target cache; its folder is created.
-        model: the GenCLIP model, on `accelerator.device`.
+        model: the trainable detector, on `accelerator.device`.
         processor: its processor (image preprocessing).
         dataset: rows with an `image` column.
         accelerator: gives the process index/count and gathers the hashes.
@@ -269,9 +237,9 @@ def fill_feature_cache(
         collate_fn=_collate_rows,
     )
     for _, hashes, pixels in tqdm(encoding, desc="caching features", disable=not show_progress):
-        vision = model.encode_image(pixels.to(accelerator.device), return_image_embeds=True)
+        features = model.frozen_features(pixels.to(accelerator.device))
         for row, image_hash in enumerate(hashes):
-            cache.save(image_hash, vision.layer_features[row], vision.image_embeds[row])
+            cache.save(image_hash, features[row])
     all_known = gather_object(known)
     computed = sum(gather_object([len(missing)]))
     if accelerator.is_main_process:
@@ -287,15 +255,6 @@ def format_bytes(size: float) -> str:
             return f"{size:.1f} {unit}" if unit != "B" else f"{int(size)} B"
         size /= 1000
     return f"{size:.1f} TB"
-
-
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        temporary.write_bytes(data)
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
 
 
 __all__ = [

@@ -1,0 +1,50 @@
+"""Options several sub-commands share: the model, the device and the detection settings (derived from
+`genclip_hf.settings`)."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..detection import DEFAULT_DETECTOR
+from ..settings import PER_CALL_SETTINGS, SettingError, add_setting_arguments, settings_from_arguments
+
+DECISIONS = ("threshold", "score_threshold")
+DETECTION_SETTINGS = tuple(name for name in PER_CALL_SETTINGS if name not in DECISIONS)
+
+
+def add_model_arguments(parser: argparse.ArgumentParser, default_model: bool = True) -> None:
+    """`--model`, `--device`, `--batch-size` and one flag per detection setting."""
+    if default_model:
+        parser.add_argument(
+            "--model",
+            default=DEFAULT_DETECTOR,
+            help=f"a saved detector or a plain CLIP (Hub id or folder; default: {DEFAULT_DETECTOR}, WinCLIP zero-shot)",
+        )
+    else:
+        parser.add_argument("--model", required=True, help="a saved detector or a plain CLIP (Hub id or folder)")
+    parser.add_argument("--device", help='e.g. "cpu", "cuda", "cuda:1" (default: transformers picks)')
+    add_setting_arguments(parser, DETECTION_SETTINGS, "detection settings (default: the model's config)")
+
+
+def detection_settings(args: argparse.Namespace) -> dict:
+    """The detection settings given on the command line, validated."""
+    return settings_from_arguments(args, DETECTION_SETTINGS)
+
+
+def batch_size(text: str) -> int:
+    """`--batch-size`: a positive integer."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--batch-size must be a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"--batch-size must be a positive integer, got {value}")
+    return value
+
+
+def decision(name: str, args: argparse.Namespace) -> float | None:
+    """`--threshold` / `--score-threshold` parsed and validated."""
+    return settings_from_arguments(args, (name,)).get(name)
+
+
+__all__ = ["DETECTION_SETTINGS", "SettingError", "add_model_arguments", "batch_size", "decision", "detection_settings"]

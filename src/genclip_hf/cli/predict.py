@@ -1,0 +1,54 @@
+"""`genclip predict`: anomaly scores and heatmaps for image files and folders."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..settings import add_setting_arguments
+from .options import add_model_arguments, batch_size, decision, detection_settings
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "predict",
+        help="anomaly scores and heatmaps for images and folders",
+        description="Score images with any detector. Writes heatmaps/, scores.csv, scores.json and index.html; a "
+        "rerun replaces them only when it finishes.",
+    )
+    parser.add_argument("paths", nargs="+", help="image files or folders (walked recursively; masks skipped)")
+    parser.add_argument("--out", required=True, help="output folder (heatmaps/, scores.csv, scores.json, index.html)")
+    parser.add_argument("--class-name", help="class name of the images (default: the method's generic prompt)")
+    parser.add_argument("--batch-size", type=batch_size, default=1, help="images per forward pass (default: 1)")
+    add_setting_arguments(parser, ("threshold", "score_threshold"), "decisions")
+    add_model_arguments(parser)
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..predict import find_images, load_detector, predict_files
+
+    if args.class_name is not None and not args.class_name.strip():
+        raise ValueError("--class-name must be a non-empty name, got ''.")
+    options = {**detection_settings(args)}
+    for name in ("threshold", "score_threshold"):
+        value = decision(name, args)
+        if value is not None:
+            options[name] = value
+    search = find_images(args.paths, exclude=[args.out])
+    if not search.images:
+        raise FileNotFoundError(f"no images found under {' '.join(args.paths)}")
+    detector = load_detector(args.model, device=args.device)
+    report = predict_files(
+        detector,
+        search.images,
+        args.out,
+        class_name=args.class_name,
+        batch_size=args.batch_size,
+        skipped=search.skipped,
+        **options,
+    )
+    print(f"{len(report.rows)} images scored, {len(report.failures)} skipped; see {report.out_dir / 'index.html'}")
+    for failure in report.failures:
+        print(f"skipped: {failure['image']}: {failure['error']}", file=sys.stderr)
+    return 1 if report.failures else 0
