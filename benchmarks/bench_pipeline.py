@@ -4,7 +4,7 @@ Measured side by side in one run: the bare CLIP vision forward at batch 1 and th
 preprocessing, one vision pass, CNF, both branches, fusion, smoothing, scoring, resizing the map to the original
 size) at batch 1 and 4. Target (issue 3): pipeline time per image <= 1.10 x the bare vision forward at batch 1.
 
-    python benchmarks/bench_pipeline.py [--tokenizer ../shared/tokenizer/clip] [--repeats 3]
+    python benchmarks/bench_pipeline.py [--repeats 3]
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ def main() -> None:
     detector = pipeline("anomaly-detection", model=model, processor=processor)
     rng = np.random.default_rng(0)
     images = [rng.integers(0, 255, (700 + 40 * index, 900, 3), dtype=np.uint8) for index in range(4)]
-    pixel_values = processor(images=images[:1])["pixel_values"]
+    pixel_values = processor.pixel_values(images[0])
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, images 700..820 x 900 RGB")
 
     def bare_vision() -> None:

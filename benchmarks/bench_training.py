@@ -5,7 +5,7 @@ epoch without the cache and per cached epoch, their ratio, samples/s and peak RS
 process). It then times the two parts of a ViT-L/14-336 run at 518 px (one frozen vision forward; one cached
 training step of batch 8) and extrapolates to the paper protocol: MVTec-AD test set (1725 images), 15 epochs.
 
-    python benchmarks/bench_training.py [--tokenizer ../shared/tokenizer/clip] [--vit-b-image-size 518]
+    python benchmarks/bench_training.py [--vit-b-image-size 518]
 
 Random weights never stand in for results; they have the real architectures, so the timings are real.
 """
@@ -24,7 +24,6 @@ import time
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_TOKENIZER = REPO_ROOT.parent / "shared" / "tokenizer" / "clip"
 NUM_IMAGES = 64
 BATCH_SIZE = 8
 SCALES = {
@@ -55,7 +54,7 @@ def run_training_worker(clip_dir: str, data_dir: str, work_dir: str, scale: str,
     train(
         TrainingArguments(
             output_dir=str(Path(work_dir) / f"{scale}-{'cached' if cached else 'uncached'}"),
-            data=data_dir,
+            data=[data_dir],
             benchmark="mvtec",
             clip_model=clip_dir,
             epochs=1,
@@ -88,27 +87,30 @@ def vision_forward_tflop(config) -> float:
 def run_vit_l_worker(repeats: int = 2) -> dict:
     """Seconds of one ViT-L/14-336 vision forward at 518 px (batch 1), and of one cached training step (batch 8)."""
     import torch
+    from transformers import AutoTokenizer
 
     from genclip_hf import GenCLIPConfig, GenCLIPModel
-    from genclip_hf.training import TrainingCollator
+    from genclip_hf.testing import CLIP_TOKENIZER_DIR
 
     torch.manual_seed(0)
     model = GenCLIPModel(GenCLIPConfig(image_size=PAPER_IMAGE_SIZE)).train()
-    with torch.no_grad():
-        model.encode_image(torch.randn(1, 3, PAPER_IMAGE_SIZE, PAPER_IMAGE_SIZE))
-        start = time.perf_counter()
-        vision = model.encode_image(torch.randn(1, 3, PAPER_IMAGE_SIZE, PAPER_IMAGE_SIZE))
-        forward_seconds = time.perf_counter() - start
-    features = vision.layer_features.expand(BATCH_SIZE, -1, -1, -1).half()
+    model.set_tokenizer(AutoTokenizer.from_pretrained(CLIP_TOKENIZER_DIR))
+    pixel_values = torch.randn(1, 3, PAPER_IMAGE_SIZE, PAPER_IMAGE_SIZE)
+    model.frozen_features(pixel_values)
+    start = time.perf_counter()
+    features = model.frozen_features(pixel_values)
+    forward_seconds = time.perf_counter() - start
+    features = features.expand(BATCH_SIZE, -1, -1, -1).half().float()
     masks = torch.zeros(BATCH_SIZE, PAPER_IMAGE_SIZE, PAPER_IMAGE_SIZE)
     masks[: BATCH_SIZE // 2, 100:160, 200:300] = 1
-    prompts = _prompt_inputs(TrainingCollator, ["bottle", "metal_nut", "screw", "toothbrush"] * (BATCH_SIZE // 4))
-    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=4e-5)
+    labels = (masks.flatten(1).amax(dim=1) > 0).long()
+    class_names = ["bottle", "metal_nut", "screw", "toothbrush"] * (BATCH_SIZE // 4)
+    optimizer = torch.optim.Adam(model.learnable_parameters(), lr=4e-5, betas=(0.5, 0.999))
     step_seconds = []
     for _ in range(repeats):
         start = time.perf_counter()
-        outputs = model(layer_features=features.float(), masks=masks, **prompts)
-        outputs.loss.backward()
+        loss, _ = model.training_loss(features, class_names, masks, labels)
+        loss.backward()
         optimizer.step()
         optimizer.zero_grad()
         step_seconds.append(time.perf_counter() - start)
@@ -118,14 +120,6 @@ def run_vit_l_worker(repeats: int = 2) -> dict:
         "cached_step_seconds": min(step_seconds[1:]),
         "peak_rss_gb": peak_rss_gb(),
     }
-
-
-def _prompt_inputs(collator_class, class_names: list[str]) -> dict:
-    from genclip_hf import GenCLIPProcessor
-
-    tokenizer = str(DEFAULT_TOKENIZER)
-    processor = GenCLIPProcessor.from_clip(tokenizer)
-    return collator_class(processor)([{"class_name": name} for name in class_names])
 
 
 def run_worker(arguments: list[str]) -> dict:
@@ -147,7 +141,6 @@ def in_subprocess(*arguments: str) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--tokenizer", default=str(DEFAULT_TOKENIZER), help="CLIP tokenizer folder")
     parser.add_argument("--vit-b-image-size", type=int, default=PAPER_IMAGE_SIZE, help="ViT-B/16 input side")
     parser.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -169,7 +162,7 @@ def main() -> None:
         )
         for scale, options in SCALES.items():
             image_size = 64 if scale == "tiny" else args.vit_b_image_size
-            clip_dir = save_random_clip(Path(work) / scale, args.tokenizer, options["architecture"])
+            clip_dir = save_random_clip(Path(work) / scale, architecture=options["architecture"])
             common = (str(clip_dir), str(data_dir), work, scale)
             uncached = in_subprocess("train", *common, "uncached", str(image_size))
             cached = in_subprocess("train", *common, "cached", str(image_size))

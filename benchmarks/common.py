@@ -11,8 +11,10 @@ from pathlib import Path
 
 import torch
 
+from genclip_hf.testing import CLIP_TOKENIZER_DIR
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_TOKENIZER = REPO_ROOT.parent / "shared" / "tokenizer" / "clip"
+DEFAULT_TOKENIZER = CLIP_TOKENIZER_DIR
 
 
 def peak_rss_gib() -> float:
@@ -46,6 +48,7 @@ def build_real_architecture(tokenizer_path: Path, seed: int = 0):
     config = GenCLIPConfig()
     model = GenCLIPModel(config).eval()
     processor = GenCLIPProcessor.from_clip(tokenizer_path, config=config)
+    model.set_tokenizer(processor.tokenizer)
     return model, processor
 
 

@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
 # The main job: install genclip-hf, then write anomaly maps and scores for the bundled sample images
-# (examples/sample_images) with the GenCLIP checkpoint named by GENCLIP_MODEL (a Hub id or a local folder).
+# (examples/sample_images). With no GENCLIP_MODEL it runs training-free WinCLIP zero-shot on a stock CLIP from the Hub
+# (openai/clip-vit-base-patch16); GENCLIP_MODEL picks another model: a trained GenCLIP, a converted AnomalyCLIP or any
+# plain CLIP (Hub id or local folder). GENCLIP_THRESHOLD adds a pixel threshold (mask contours on the heatmaps).
 # Output: ${GENCLIP_OUT:-outputs/samples}/{heatmaps/*.png, scores.csv, scores.json, index.html}.
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-if [ -z "${GENCLIP_MODEL:-}" ]; then
-    echo "GENCLIP_MODEL is not set. Set it to a trained GenCLIP checkpoint: a Hub id or a local folder written by" >&2
-    echo "'genclip train' (this project ships no trained weights; see README 'Training')." >&2
-    exit 2
-fi
 venv="$(bash "$repo/scripts/install.sh" | tail -n 1)"
 cd "$repo"
-"$venv/bin/genclip" predict examples/sample_images --model "$GENCLIP_MODEL" \
-    --out "${GENCLIP_OUT:-outputs/samples}" --threshold "${GENCLIP_THRESHOLD:-2.0}" "$@"
+options=()
+if [ -n "${GENCLIP_THRESHOLD:-}" ]; then
+    options+=(--threshold "$GENCLIP_THRESHOLD")
+fi
+"$venv/bin/genclip" predict examples/sample_images --model "${GENCLIP_MODEL:-openai/clip-vit-base-patch16}" \
+    --out "${GENCLIP_OUT:-outputs/samples}" "${options[@]}" "$@"

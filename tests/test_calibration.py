@@ -8,17 +8,15 @@ import pytest
 import torch
 from metrics_references import anomalib_f1_threshold, random_maps_and_masks
 
-from genclip_hf import calibration
-from genclip_hf.calibration import (
-    Calibration,
-    Thresholds,
+from genclip_hf.calibration import Calibration, Thresholds
+from genclip_hf.metrics import UndefinedMetricWarning, thresholds
+from genclip_hf.metrics.thresholds import (
     calibrate,
     f1_optimal_threshold,
     pixel_f1_optimal_threshold,
     pixel_threshold_from_normal,
     threshold_from_normal,
 )
-from genclip_hf.metrics import UndefinedMetricWarning
 
 
 def _above(value, dtype=np.float64):
@@ -70,7 +68,7 @@ def test_matches_numpy_inverted_cdf_quantile(dtype):
 
 
 def test_radix_selection_is_exact(monkeypatch):
-    monkeypatch.setattr(calibration, "_GATHER_LIMIT", 3)
+    monkeypatch.setattr(thresholds, "_GATHER_LIMIT", 3)
     rng = np.random.default_rng(2)
     for trial in range(40):
         values = rng.normal(size=int(rng.integers(1, 400))) * 10.0 ** rng.integers(-3, 4)
@@ -108,8 +106,8 @@ def test_pixel_threshold_streams_lists_blocks_and_masks(monkeypatch):
     expected_normal = threshold_from_normal(maps[~masks], 0.02)
     assert pixel_threshold_from_normal(maps, 0.02) == expected_all
     assert pixel_threshold_from_normal(maps, 0.02, masks=masks) == expected_normal
-    monkeypatch.setattr(calibration, "_GATHER_LIMIT", 5)
-    monkeypatch.setattr(calibration, "_BLOCK_PIXELS", 100)
+    monkeypatch.setattr(thresholds, "_GATHER_LIMIT", 5)
+    monkeypatch.setattr(thresholds, "_BLOCK_PIXELS", 100)
     assert pixel_threshold_from_normal(torch.from_numpy(maps), 0.02, torch.from_numpy(masks)) == expected_normal
     batches, mask_batches = [maps[:3], maps[3]], [masks[:3], masks[3]]
     assert pixel_threshold_from_normal(batches + list(maps[4:]), 0.02, mask_batches + list(masks[4:])) == (

@@ -33,11 +33,12 @@ def write_image(path: Path, seed: int, size: tuple[int, int] = SIZE, mode: str =
 
 
 def write_mask(path: Path, size: tuple[int, int] = SIZE, value: int = 255, palette: bool = False) -> None:
-    """Mask with `DEFECT_BOX` set to `value` ("L"), or to palette index 1 (white) when `palette`."""
+    """Mask with `DEFECT_BOX` set to `value` ("L"), or to palette index 1 (white; 0 for `value=0`) when `palette`
+    (the palette written in full, as KolektorSDD's labels have it)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     pixels = np.zeros((size[1], size[0]), dtype=np.uint8)
     left, upper, right, lower = DEFECT_BOX
-    pixels[upper:lower, left:right] = 1 if palette else value
+    pixels[upper:lower, left:right] = int(value > 0) if palette else value
     mask = Image.fromarray(pixels)
     if palette:
         mask = mask.convert("P")
@@ -162,10 +163,7 @@ def write_kolektor(root: Path, size: tuple[int, int] = (20, 31)) -> Path:
             write_image(root / item / f"Part{part}.jpg", seed=10 * k + part, size=size, mode="L")
             defective = item == "kos02" and part == 1
             label = root / item / f"Part{part}_label.bmp"
-            if defective:
-                write_mask(label, size=size, palette=True)
-            else:
-                Image.new("P", size, 0).save(label)
+            write_mask(label, size=size, value=255 if defective else 0, palette=True)
     return root
 
 

@@ -101,7 +101,16 @@ def test_outputs_and_numbers_match_the_metrics_module(detector, synthetic_root, 
     comparison = json.loads((out / "comparison_with_paper.json").read_text())
     assert comparison["aupro_mode"] == "anomalyclip" and comparison["paper_table"] == 4
     report = (out / "report.md").read_text()
-    assert "| checker |" in report and "Mean rows are not comparable" in report
+    assert "| checker |" in report and "Not in the paper (left out): checker, stripes" in report
+
+    from PIL import Image
+
+    curves = saved_classes(out)["checker"]["curves"]
+    assert [item["kind"] for item in curves] == ["roc", "pro", "scores"]
+    for item in curves:
+        assert f"]({item['file']})" in report
+        with Image.open(out / item["file"]) as picture:
+            assert picture.format == "PNG" and picture.size[0] >= 300 and picture.size[1] >= 200
 
     heatmaps = saved["heatmaps"]["checker"]
     assert {item["kind"] for item in heatmaps} == set(HEATMAP_KINDS)
@@ -109,6 +118,12 @@ def test_outputs_and_numbers_match_the_metrics_module(detector, synthetic_root, 
     missed = [item["score"] for item in heatmaps if item["kind"] == "missed"]
     assert detected == sorted(detected, reverse=True) and min(detected) >= max(missed)
     assert all((out / item["file"]).is_file() for item in heatmaps)
+
+
+def saved_classes(out: Path) -> dict[str, dict]:
+    """The saved class records of an output folder, by class name."""
+    records = [json.loads(path.read_text()) for path in (out / "classes").glob("*.json")]
+    return {record["class_name"]: record for record in records}
 
 
 def test_anomalyclip_mode_fills_the_tables_and_reuses_saved_classes(detector, synthetic_root, tmp_path):
@@ -155,6 +170,35 @@ def test_changed_images_are_recomputed(detector, tmp_path):
     result = evaluate_benchmark(counting, ("mvtec", root), tmp_path / "out", heatmaps_per_class=0)
     assert counting.calls == 2 and result.computed_classes == ["checker"]
     assert result.results["per_class"]["checker"]["n_images"] == 5
+
+
+def test_changed_masks_are_recomputed_with_the_same_paths_and_labels(detector, tmp_path):
+    import os
+
+    from PIL import Image
+
+    root = write_synthetic_benchmark(tmp_path / "data", classes=["checker"], n_test_good=2, n_test_bad=2)
+    counting = CountingDetector(detector)
+    first = evaluate_benchmark(counting, ("mvtec", root), tmp_path / "out", heatmaps_per_class=0)
+    mask_path = sorted((root / "checker" / "ground_truth").rglob("*.png"))[0]
+    mask = np.asarray(Image.open(mask_path)).copy()
+    mask[: mask.shape[0] // 2] = 255
+    Image.fromarray(mask).save(mask_path)
+    os.utime(mask_path, ns=(mask_path.stat().st_atime_ns, mask_path.stat().st_mtime_ns + 10**9))
+    second = evaluate_benchmark(counting, ("mvtec", root), tmp_path / "out", heatmaps_per_class=0)
+    assert counting.calls == 2 and second.computed_classes == ["checker"]
+    assert second.results["per_class"]["checker"]["pixel_auroc"] != first.results["per_class"]["checker"]["pixel_auroc"]
+
+
+def test_unreadable_image_is_skipped_and_named(detector, tmp_path):
+    root = write_synthetic_benchmark(tmp_path / "data", classes=["checker"], n_test_good=3, n_test_bad=2)
+    broken = sorted((root / "checker" / "test" / "good").glob("*.png"))[0]
+    broken.write_bytes(broken.read_bytes()[:200])
+    result = evaluate_benchmark(detector, ("mvtec", root), tmp_path / "out", heatmaps_per_class=0)
+    assert result.results["per_class"]["checker"]["n_images"] == 4
+    [skipped] = result.skipped
+    assert skipped["class_name"] == "checker" and broken.name in skipped["error"]
+    assert broken.name in (tmp_path / "out" / "report.md").read_text()
 
 
 def test_class_without_anomalous_images_gets_a_message(detector, synthetic_root, tmp_path):

@@ -75,24 +75,67 @@ def test_query_branch_off_equals_alpha_one(detector):
     assert not np.allclose(off["anomaly_map"], fused["anomaly_map"])
 
 
-def test_switches_change_the_result(detector):
-    base = detector(images()[0], class_name="pcb")
-    for switch in (
-        {"use_vision_prompts": False},
-        {"feature_layers": [2, 4]},
-        {"sigma": 0.0},
-        {"alpha": 0.3},
-    ):
-        changed = detector(images()[0], class_name="pcb", **switch)
-        assert not np.allclose(changed["anomaly_map"], base["anomaly_map"]), switch
-    no_cnf = detector(images()[0], class_name="pcb2", use_cnf=False)
-    assert no_cnf["class_name"] == "pcb2"
+def test_switches_have_their_specified_effect(detector):
+    """Each switch, through the pipeline, equals Eq. 8-10 recomputed with scipy/numpy from the per-layer branch maps
+    of the full-setting run (so a switch that were ignored, or applied to the wrong branch, fails)."""
+    from scipy import ndimage
+
+    config = detector.model.config
+    image = images()[0]
+    pixel_values = detector.image_processor([image.convert("RGB")], return_tensors="pt")["pixel_values"]
+    components = detector.model.detect(pixel_values, "pcb", use_cnf=False, return_component_maps=True).component_maps
+    vision = components["vision_maps"][0].numpy().astype(np.float64)
+    query = components["query_maps"][0].numpy().astype(np.float64)
+
+    def expected(alpha: float, sigma: float, layers: list[int], query_branch: bool = True) -> tuple[np.ndarray, float]:
+        indices = [config.feature_layers.index(layer) for layer in layers]
+        fused = alpha * vision[indices].sum(0) + (1 - alpha) * query[indices].sum(0)
+        if not query_branch:
+            fused = vision[indices].sum(0)
+        smoothed = ndimage.gaussian_filter(fused, sigma, mode="reflect", truncate=4.0) if sigma > 0 else fused
+        values = np.sort(smoothed.ravel())[::-1]
+        n1, n2 = min(config.top_n1, values.size), min(config.top_n2, values.size)
+        score = np.exp(values[:n1]).mean() / np.exp(values[:n2]).mean() * values[:n1].mean()
+        return smoothed, float(score)
+
+    cases = [
+        ({}, expected(config.alpha, config.sigma, config.feature_layers)),
+        ({"feature_layers": [2, 4]}, expected(config.alpha, config.sigma, [2, 4])),
+        ({"sigma": 0.0}, expected(config.alpha, 0.0, config.feature_layers)),
+        ({"alpha": 0.3}, expected(0.3, config.sigma, config.feature_layers)),
+        ({"use_query_branch": False}, expected(config.alpha, config.sigma, config.feature_layers, query_branch=False)),
+    ]
+    for switch, (expected_map, expected_score) in cases:
+        result = detector(image, class_name="pcb", use_cnf=False, map_at_model_size=True, **switch)
+        assert np.allclose(result["anomaly_map"], expected_map, atol=1e-4), switch
+        assert result["score"] == pytest.approx(expected_score, rel=1e-4), switch
+    assert detector(image, class_name="pcb", feature_layers=[2, 4])["score_threshold"] == 1.0
+    assert detector(image, class_name="pcb2", use_cnf=False)["class_name"] == "pcb2"
 
 
-def test_cnf_uses_the_generic_term_of_the_call(detector):
-    result = detector(images()[0], class_name="02", generic_term="product")
-    assert result["class_name"] == "product"
-    assert detector(images()[0], generic_term="item")["class_name"] == "item"
+def test_cnf_compares_the_image_with_both_sentences_through_the_clip_text_encoder(detector, monkeypatch):
+    """CNF keeps the class name when the image embedding is closer to "a photo of a {class}." and falls back to the
+    call's generic term when it is at least as close to "a photo of a {generic}."; the image embedding is set to one
+    of the two sentence embeddings computed by the CLIP text encoder, so the comparison's outcome is known."""
+    from genclip_hf.class_names import clip_text_encoder
+    from genclip_hf.modeling_genclip import GenCLIPVisionOutput
+
+    model = detector.model
+    sentences = clip_text_encoder(model.clip, model.tokenizer)(["a photo of a product.", "a photo of a pcb."])
+    original = model.encode_image
+
+    def image_embedded_as(embeds):
+        def encode_image(pixel_values, return_image_embeds=True):
+            vision = original(pixel_values, return_image_embeds)
+            return GenCLIPVisionOutput(vision.layer_features, embeds.expand(len(pixel_values), -1))
+
+        return encode_image
+
+    monkeypatch.setattr(model, "encode_image", image_embedded_as(sentences[0]))
+    assert detector(images()[0], class_name="pcb", generic_term="product")["class_name"] == "product"
+    monkeypatch.setattr(model, "encode_image", image_embedded_as(sentences[1]))
+    assert detector(images()[0], class_name="pcb2", generic_term="product")["class_name"] == "pcb"
+    assert detector(images()[0], class_name="02", generic_term="item")["class_name"] == "item"
 
 
 def test_invalid_arguments_are_named(detector):

@@ -23,11 +23,13 @@ from genclip_hf.publishing import build_upload_folder, check_upload_folder, uplo
 REPO_ID = "someone/genclip-tiny"
 UPLOAD_FILES = [
     "README.md",
+    "calibration.py",
     "class_names.py",
     "clip_backbone.py",
     "config.json",
     "configuration_genclip.py",
     "detection.py",
+    "few_shot.py",
     "images.py",
     "losses.py",
     "model.safetensors",
@@ -39,6 +41,7 @@ UPLOAD_FILES = [
     "prompts.py",
     "scoring.py",
     "settings.py",
+    "storage.py",
     "tokenizer.json",
     "tokenizer_config.json",
 ]

@@ -4,7 +4,9 @@ stand-ins for the six benchmarks in each benchmark's native layout (so the real 
 The stand-ins are synthetic images (`genclip_hf.data.write_synthetic_benchmark`) rearranged into the layouts of
 MVTec-AD, MPDD and DTD-Synthetic (MVTec-style trees), BTAD (class folders 01, 02), VisA (split_csv/1cls.csv, with
 the VisA class names of paper Table 3) and KolektorSDD (kosNN/PartK.jpg + PartK_label.bmp). Their numbers mean
-nothing; the tests check that every script trains, evaluates and writes its table beside the paper's numbers.
+nothing; the tests check that every script trains, evaluates and writes its table beside the paper's numbers. Table 1
+runs every method: the CLIP baseline and CoOp (trained) on the tiny CLIP, WinCLIP on it at 240 px, AnomalyCLIP from an
+untrained tiny folder (given for the MVTec-AD-trained checkpoint only) and AdaCLIP's paper numbers.
 """
 
 from __future__ import annotations
@@ -35,6 +37,15 @@ TINY_OPTIONS = [
     "--eval-batch-size", "8",
     "--heatmaps-per-class", "0",
 ]  # fmt: skip
+TABLE1_METHODS = ["CLIP", "CoOp", "WinCLIP", "AnomalyCLIP", "AdaCLIP†", "GenCLIP"]
+# AnomalyCLIP on the tiny CLIP (4 blocks): the V-V stream from block 2, the scripts' 64 px input.
+TINY_ANOMALYCLIP = {
+    "feature_layers": [1, 2, 4],
+    "dpam_start_layer": 2,
+    "image_size": 64,
+    "n_ctx": 4,
+    "text_prompt_depth": 3,
+}
 VISA_CLASSES = {"chewinggum": "stripes", "fryum": "disc", "macaroni1": "ring", "pcb1": "square", "pipe_fryum": "cross"}
 
 
@@ -103,6 +114,18 @@ def stand_ins(tmp_path_factory: pytest.TempPathFactory, tokenizer_dir: Path) -> 
     return options
 
 
+@pytest.fixture(scope="module")
+def tiny_anomalyclip(stand_ins: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An AnomalyCLIP folder on the tiny CLIP as `genclip convert anomalyclip` writes one (untrained prompts)."""
+    from genclip_hf import AnomalyCLIPModel, AnomalyDetectionProcessor
+
+    folder = tmp_path_factory.mktemp("anomalyclip")
+    model = AnomalyCLIPModel.from_clip(stand_ins["--clip-model"], **TINY_ANOMALYCLIP)
+    model.save_pretrained(folder)
+    AnomalyDetectionProcessor.from_clip(stand_ins["--clip-model"], config=model.config).save_pretrained(folder)
+    return folder
+
+
 def run_script(name: str, options: dict[str, str], *extra: str, in_process: bool = True) -> str:
     arguments = [item for pair in options.items() for item in pair] + list(extra)
     if in_process:
@@ -122,14 +145,42 @@ def table(out: Path, name: str) -> list[dict]:
     return results["rows"]
 
 
-def test_dry_run_prints_the_commands(tmp_path: Path) -> None:
+def dry_run(script: str, *options: str) -> list[str]:
     completed = subprocess.run(
-        [sys.executable, str(SCRIPTS_DIR / "table1.py"), "--dry-run", "--out", str(tmp_path / "runs")],
-        capture_output=True,
-        text=True,
+        [sys.executable, str(SCRIPTS_DIR / f"{script}.py"), "--dry-run", *options], capture_output=True, text=True
     )
     assert completed.returncode == 0, completed.stderr
-    lines = completed.stdout.splitlines()
+    return completed.stdout.splitlines()
+
+
+def check_table1(rows: list[dict]) -> None:
+    """Every method's row per dataset, then every method's Average; each beside the paper's numbers."""
+    datasets = ["MVTec", "VisA", "MPDD", "BTAD", "SDD", "DTD-Synthetic", "Average"]
+    assert [row["dataset"] for row in rows] == [name for name in datasets for _ in TABLE1_METHODS]
+    assert [row["method"] for row in rows] == TABLE1_METHODS * len(datasets)
+    cells = {(row["dataset"], row["method"]): row for row in rows}
+    for dataset in datasets[:-1]:
+        for method in ("CLIP", "CoOp", "WinCLIP", "GenCLIP"):
+            assert cells[dataset, method]["run"] == "evaluated", (dataset, method)
+            assert cells[dataset, method]["image_auroc_ours"] is not None, (dataset, method)
+        adaclip = cells[dataset, "AdaCLIP†"]
+        assert adaclip["run"] == "paper only: no port" and adaclip["pixel_auroc_ours"] is None
+        assert adaclip["pixel_auroc_paper"] == paper_results(1, dataset, "AdaCLIP(retrained)")[0]["pixel_auroc"]
+    assert cells["MVTec", "AnomalyCLIP"]["run"] == "not run: give --anomalyclip-visa-checkpoint"
+    assert cells["VisA", "AnomalyCLIP"]["run"] == "evaluated"
+    assert cells["Average", "AnomalyCLIP"]["aupro_ours"] is None
+    assert cells["DTD-Synthetic", "CoOp"]["aupro_paper"] is None
+    five = [cells[name, "CoOp"]["aupro_ours"] for name in datasets[:-2]]
+    assert cells["Average", "CoOp"]["aupro_ours"] == pytest.approx(sum(five) / 5, abs=0.006)
+    assert rows[-1]["pixel_auroc_paper"] == paper_results(1, "Average", "GenCLIP")[0]["pixel_auroc"]
+    for row in rows:
+        if row["pixel_auroc_ours"] is not None and row["pixel_auroc_paper"] is not None:
+            difference = row["pixel_auroc_ours"] - row["pixel_auroc_paper"]
+            assert row["pixel_auroc_diff"] == pytest.approx(difference, abs=0.011)
+
+
+def test_dry_run_prints_the_commands(tmp_path: Path) -> None:
+    lines = dry_run("table1", "--out", str(tmp_path / "runs"), "--methods", "genclip")
     assert [line.split()[1] for line in lines] == ["train", "evaluate", "train"] + ["evaluate"] * 5
     assert all(line.startswith("genclip ") for line in lines)
     assert "--benchmark visa --data '<visa-root>'" in lines[0]
@@ -137,11 +188,33 @@ def test_dry_run_prints_the_commands(tmp_path: Path) -> None:
     assert "--benchmark mvtec --root '<mvtec-root>'" in lines[1]
     assert not (tmp_path / "runs").exists()
     for name, count in (("table2", 6), ("table3", 3), ("tables10_15", 32), ("fig6", 17)):
-        output = subprocess.run(
-            [sys.executable, str(SCRIPTS_DIR / f"{name}.py"), "--dry-run"], capture_output=True, text=True
-        )
-        assert output.returncode == 0, output.stderr
-        assert len(output.stdout.splitlines()) == count, (name, output.stdout)
+        assert len(dry_run(name)) == count, name
+
+
+def test_table1_dry_run_has_every_method(tmp_path: Path) -> None:
+    """Per dataset: the CLIP baseline, CoOp (trained once per training benchmark), WinCLIP, AnomalyCLIP (a note
+    without its checkpoint) and GenCLIP; AdaCLIP runs nothing."""
+    lines = dry_run("table1", "--out", str(tmp_path / "runs"))
+    notes = [line for line in lines if line.startswith("# ")]
+    commands = [line for line in lines if not line.startswith("# ")]
+    assert all(line.startswith("genclip ") for line in commands)
+    assert "CLIPBaselineModel.from_clip('openai/clip-vit-large-patch14-336', image_size=518)" in notes[0]
+    assert len(commands) == 2 * 6 + 4 * 4
+    coop_training = [line for line in commands if line.startswith("genclip train --method coop")]
+    assert len(coop_training) == 2 and "--feature-layers" not in coop_training[0]
+    assert "--output-dir " + str(tmp_path / "runs" / "models" / "coop-visa") in coop_training[0]
+    clip_runs = [line for line in commands if "models/clip-baseline-518 " in line]
+    winclip_runs = [line for line in commands if "--model openai/clip-vit-base-patch16 " in line]
+    assert len(clip_runs) == len(winclip_runs) == 6
+    assert "--out " + str(tmp_path / "runs" / "table1" / "clip" / "mvtec") in clip_runs[0]
+    assert notes[2:] == ["# AnomalyCLIP on MVTec not run: give --anomalyclip-visa-checkpoint DIR"] + [
+        f"# AnomalyCLIP on {name} not run: give --anomalyclip-checkpoint DIR"
+        for name in ("VisA", "MPDD", "BTAD", "SDD", "DTD-Synthetic")
+    ]
+    checkpoints = ["--anomalyclip-checkpoint", "ac-mvtec", "--anomalyclip-visa-checkpoint", "ac-visa"]
+    lines = dry_run("table1", "--methods", "anomalyclip", *checkpoints)
+    assert [line.split()[3] for line in lines] == ["ac-visa"] + ["ac-mvtec"] * 5
+    assert "--benchmark mvtec " in lines[0] and "--out reproduce_runs/table1/anomalyclip/mvtec " in lines[0]
 
 
 def test_missing_root_is_named(tmp_path: Path) -> None:
@@ -169,18 +242,19 @@ def test_docs_list_the_registry() -> None:
 
 
 @pytest.mark.slow
-def test_every_script_end_to_end(stand_ins: dict[str, str], tmp_path: Path) -> None:
+def test_every_script_end_to_end(stand_ins: dict[str, str], tiny_anomalyclip: Path, tmp_path: Path) -> None:
     out = tmp_path / "runs"
     options = {**stand_ins, "--out": str(out)}
 
-    run_script("table1", options, *TINY_OPTIONS)
-    rows = table(out, "table1")
-    assert [row["dataset"] for row in rows] == ["MVTec", "VisA", "MPDD", "BTAD", "SDD", "DTD-Synthetic", "Average"]
-    assert rows[-1]["pixel_auroc_paper"] == paper_results(1, "Average", "GenCLIP")[0]["pixel_auroc"]
-    for row in rows:
-        assert row["pixel_auroc_diff"] == pytest.approx(row["pixel_auroc_ours"] - row["pixel_auroc_paper"], abs=0.011)
+    baselines = ["--winclip-clip-model", stand_ins["--clip-model"], "--anomalyclip-checkpoint", str(tiny_anomalyclip)]
+    run_script("table1", options, *TINY_OPTIONS, *baselines)
+    check_table1(table(out, "table1"))
+    assert "## In the paper's layout" in (out / "table1" / "results.md").read_text()
     assert (out / "table1" / "visa" / "comparison_with_paper.md").is_file()
     assert (out / "models" / "mvtec" / "training_log.json").is_file()
+    for folder, method in (("coop-mvtec", "coop"), ("clip-baseline-64", "clip_baseline")):
+        assert json.loads((out / "models" / folder / "config.json").read_text())["model_type"] == method
+    assert json.loads((out / "table1" / "winclip" / "visa" / "results.json").read_text())["run"]["method"] == "winclip"
 
     visa_only = {key: options[key] for key in ("--mvtec", "--visa", "--clip-model", "--out")}
     run_script("table2", visa_only, *TINY_OPTIONS)

@@ -53,13 +53,28 @@ def test_image_score_clamps_n_to_the_pixel_count():
     assert image_scores(values, top_n1=500, top_n2=2500).item() == pytest.approx(2.0)
 
 
-def test_segmentation_and_scores_chain():
-    vision = torch.rand(2, 3, 16, 16)
-    query = torch.rand(2, 3, 16, 16)
+def _numpy_image_score(segmentation: np.ndarray, n1: int, n2: int) -> float:
+    """Eqs. 9-10 written independently in float64: w = mean(exp(top N1)) / mean(exp(top N2)), S = w * mean(top N1)."""
+    values = np.sort(segmentation.ravel().astype(np.float64))[::-1]
+    weight = np.exp(values[:n1]).mean() / np.exp(values[:n2]).mean()
+    return float(weight * values[:n1].mean())
+
+
+def test_segmentation_and_scores_chain_against_scipy_and_numpy():
+    generator = torch.Generator().manual_seed(0)
+    vision, query = torch.rand(2, 3, 16, 16, generator=generator), torch.rand(2, 3, 16, 16, generator=generator)
+    few_shot = torch.rand(2, 16, 16, generator=generator)
     segmentation, scores = segmentation_and_scores(vision, query, 0.8, 1.0, 5, 20)
-    expected = gaussian_smooth(0.8 * vision.sum(1) + 0.2 * query.sum(1), 1.0)
-    assert torch.allclose(segmentation, expected)
-    assert torch.allclose(scores, image_scores(expected, 5, 20))
+    with_few_shot, few_shot_scores = segmentation_and_scores(vision, query, 0.8, 1.0, 5, 20, few_shot, 0.25)
+    for index in range(2):
+        fused = 0.8 * vision[index].numpy().astype(np.float64).sum(0) + 0.2 * query[index].numpy().sum(0)
+        expected = ndimage.gaussian_filter(fused, sigma=1.0, mode="reflect", truncate=4.0)
+        assert np.allclose(segmentation[index].numpy(), expected, atol=1e-5)
+        assert scores[index].item() == pytest.approx(_numpy_image_score(expected, 5, 20), rel=1e-5)
+        blended = 0.75 * fused + 0.25 * few_shot[index].numpy()
+        expected = ndimage.gaussian_filter(blended, sigma=1.0, mode="reflect", truncate=4.0)
+        assert np.allclose(with_few_shot[index].numpy(), expected, atol=1e-5)
+        assert few_shot_scores[index].item() == pytest.approx(_numpy_image_score(expected, 5, 20), rel=1e-5)
 
 
 @pytest.mark.parametrize(

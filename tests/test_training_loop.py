@@ -16,6 +16,7 @@ from PIL import Image
 from genclip_hf import GenCLIPModel, GenCLIPProcessor
 from genclip_hf.cli import main
 from genclip_hf.data import export_parquet, load_benchmark, open_dataset, write_synthetic_benchmark
+from genclip_hf.images import image_content_hash
 from genclip_hf.training import (
     EpochShuffleSampler,
     TrainingArguments,
@@ -24,7 +25,7 @@ from genclip_hf.training import (
     open_training_data,
     train,
 )
-from genclip_hf.training.feature_cache import FeatureCache, backbone_fingerprint, image_content_hash
+from genclip_hf.training.feature_cache import FeatureCache, backbone_fingerprint
 
 pytestmark = pytest.mark.usefixtures("fresh_accelerate_state")
 
@@ -265,3 +266,31 @@ def test_image_size_scales_the_pixel_sized_settings():
     kept = TrainingArguments(output_dir="o", image_size=259, config_overrides={"sigma": 9.0}).model_config_overrides()
     assert kept["sigma"] == 9.0
     assert "sigma" not in TrainingArguments(output_dir="o").model_config_overrides()
+
+
+def test_train_anomalyclip_with_the_same_loop(tmp_path, tiny_clip_dir, synthetic_root):
+    """`genclip train --method anomalyclip`: its paper's learning rate, its own loss, cached features, a model that
+    the pipeline loads."""
+    from transformers import pipeline
+
+    from genclip_hf.modeling_anomalyclip import AnomalyCLIPModel
+
+    arguments = tiny_arguments(
+        tmp_path,
+        tiny_clip_dir,
+        synthetic_root,
+        "anomalyclip",
+        method="anomalyclip",
+        learning_rate=None,
+        epochs=2,
+        config_overrides={"dpam_start_layer": 2, "text_prompt_depth": 3, "n_ctx": 4, "text_prompt_length": 2},
+    )
+    assert arguments.learning_rate == 1e-3
+    result = train(arguments)
+    assert isinstance(result.model, AnomalyCLIPModel)
+    assert result.history[-1]["loss"] < result.history[0]["loss"]
+    assert result.history[0]["layer_loss"] == {}
+    trained = {name for name, parameter in result.model.named_parameters() if parameter.requires_grad}
+    assert trained and not any(name.startswith("clip.") for name in trained)
+    detector = pipeline("anomaly-detection", model=arguments.output_dir)
+    assert detector(Image.new("RGB", (40, 30), (90, 120, 40)))["anomaly_map"].shape == (30, 40)

@@ -115,23 +115,29 @@ class Reproduction:
             raise SystemExit(f"Give the roots of the datasets to evaluate ({options}) and of their training data.")
         return chosen
 
-    def train(self, benchmark: str, feature_layers: Sequence[int] | None = None, variant: str = "") -> Path:
-        """Train on `benchmark` (its test split, the zero-shot protocol) once per script; `genclip train --resume`
-        continues an interrupted run and returns at once from a finished one."""
-        model_dir = self.out / "models" / (benchmark + (f"-{variant}" if variant else ""))
+    def train(
+        self, benchmark: str, feature_layers: Sequence[int] | None = None, variant: str = "", method: str = "genclip"
+    ) -> Path:
+        """Train `method` on `benchmark` (its test split, the zero-shot protocol) once per script; `genclip train
+        --resume` continues an interrupted run and returns at once from a finished one. GenCLIP models live in
+        `models/<benchmark>[-<variant>]`, other methods' in `models/<method>-<benchmark>` (they have no feature-layer
+        choice)."""
+        name = benchmark + (f"-{variant}" if variant else "")
+        model_dir = self.out / "models" / (name if method == "genclip" else f"{method}-{name}")
         if model_dir in self._trained:
             return model_dir
         self._trained.add(model_dir)
-        layers = list(feature_layers or self.args.feature_layers)
+        method_options = ["--method", method] if method != "genclip" else []
+        layers = list(feature_layers or self.args.feature_layers) if method == "genclip" else []
         command = [
-            "genclip", "train",
+            "genclip", "train", *method_options,
             "--benchmark", benchmark,
             "--data", self.root(benchmark),
             "--clip-model", self.args.clip_model,
             "--epochs", str(self.args.epochs),
             "--batch-size", str(self.args.batch_size),
             "--image-size", str(self.args.image_size),
-            "--feature-layers", *map(str, layers),
+            *(["--feature-layers", *map(str, layers)] if layers else []),
             "--seed", str(self.args.seed),
             "--output-dir", str(model_dir),
             "--resume",
@@ -139,8 +145,26 @@ class Reproduction:
         self.run(command)
         return model_dir
 
-    def evaluate(self, model_dir: Path, benchmark: str, name: str, switches: Sequence[str] = ()) -> dict | None:
-        """`genclip evaluate` of `model_dir` on `benchmark` into `<script>/<name>`; its results.json (None: dry run)."""
+    def clip_baseline(self) -> Path:
+        """The training-free CLIP baseline on `--clip-model` at `--image-size`, saved with its processor to
+        `models/clip-baseline-<size>` (kept while it was made from the same CLIP at the same size, so that evaluations
+        resume). It is written in this process; a dry run only says where."""
+        model_dir = self.out / "models" / f"clip-baseline-{self.args.image_size}"
+        clip_model, size = self.args.clip_model, self.args.image_size
+        self.note(f"CLIP baseline, training-free: CLIPBaselineModel.from_clip({clip_model!r}, image_size={size})")
+        self.note(f"  saved with its processor to {model_dir}")
+        if self.args.dry_run or _saved_clip_baseline(model_dir) == (clip_model, size):
+            return model_dir
+        from genclip_hf import AnomalyDetectionProcessor, CLIPBaselineModel
+
+        model = CLIPBaselineModel.from_clip(clip_model, image_size=size)
+        model.save_pretrained(model_dir)
+        AnomalyDetectionProcessor.from_clip(clip_model, config=model.config).save_pretrained(model_dir)
+        return model_dir
+
+    def evaluate(self, model_dir: Path | str, benchmark: str, name: str, switches: Sequence[str] = ()) -> dict | None:
+        """`genclip evaluate` of `model_dir` (a saved detector, or a plain CLIP: WinCLIP zero-shot) on `benchmark` into
+        `<script>/<name>`; its results.json (None: dry run)."""
         out_dir = self.results_dir / name
         command = [
             "genclip", "evaluate",
@@ -161,6 +185,10 @@ class Reproduction:
             return None
         return json.loads((out_dir / "results.json").read_text())
 
+    def note(self, text: str) -> None:
+        """Print a line that is not a command (`# text`), in a dry run too."""
+        print(f"# {text}", flush=True)
+
     def run(self, command: list[str]) -> None:
         """Print a `genclip` command; unless in a dry run, run it with this Python and stop if it fails."""
         print(shlex.join(command), flush=True)
@@ -175,12 +203,16 @@ class Reproduction:
         if status != 0:
             raise SystemExit(f"command failed with exit status {status}: {shlex.join(command)}")
 
-    def write(self, rows: list[dict[str, Any]], title: str, notes: Sequence[str] = ()) -> list[Path] | None:
-        """Write the script's table to `<script>/results.{md,csv,json}` and print it (nothing in a dry run)."""
+    def write(
+        self, rows: list[dict[str, Any]], title: str, notes: Sequence[str] = (), appendix: str = ""
+    ) -> list[Path] | None:
+        """Write the script's table to `<script>/results.{md,csv,json}` and print it (nothing in a dry run);
+        `appendix` is more Markdown after the notes (in results.md only)."""
         if self.args.dry_run:
             return None
         self.results_dir.mkdir(parents=True, exist_ok=True)
         markdown = f"# {title}\n\n" + comparison_markdown(rows) + "".join(f"\n{note}\n" for note in notes)
+        markdown += f"\n{appendix}" if appendix else ""
         paths = [self.results_dir / f"results.{suffix}" for suffix in ("md", "csv", "json")]
         paths[0].write_text(markdown)
         with open(paths[1], "w", newline="") as handle:
@@ -190,6 +222,15 @@ class Reproduction:
         paths[2].write_text(json.dumps({"title": title, "notes": list(notes), "rows": rows}, indent=2) + "\n")
         print(markdown)
         return paths
+
+
+def _saved_clip_baseline(model_dir: Path) -> tuple[str, int] | None:
+    """`(CLIP it was made from, image size)` of a saved CLIP baseline folder, or None when there is none."""
+    config_file = model_dir / "config.json"
+    if not config_file.is_file():
+        return None
+    config = json.loads(config_file.read_text())
+    return config.get("clip_config", {}).get("_name_or_path"), config.get("image_size")
 
 
 def percent(values: dict[str, float | None]) -> dict[str, float | None]:

@@ -6,7 +6,7 @@ from huggingface_hub.dataclasses import strict
 from transformers import CLIPConfig, PreTrainedConfig
 from transformers.configuration_utils import SubConfigSpec
 
-from .settings import SETTINGS
+from .settings import validate_fields
 
 DEFAULT_CLIP_MODEL = "openai/clip-vit-large-patch14-336"
 """The paper's backbone (Hub id)."""
@@ -60,6 +60,7 @@ CHECKED_FIELDS = (
     "logit_scale",
     "alpha",
     "sigma",
+    "few_shot_weight",
     "top_n1",
     "top_n2",
     "use_vision_prompts",
@@ -109,6 +110,9 @@ class GenCLIPConfig(PreTrainedConfig):
             Temperature applied to the cosine similarities before the softmax (Eq. 4).
         alpha (`float`, defaults to 0.8):
             Weight of the vision-enhanced branch in the fusion of Eq. 8.
+        few_shot_weight (`float`, defaults to 0.5):
+            With normal reference images (few-shot), the fused map before smoothing is
+            `(1 - w) * fused zero-shot map + w * sum over layers of the nearest-neighbour distance maps`.
         sigma (`float`, defaults to 9.0):
             Standard deviation (pixels at `image_size`) of the Gaussian smoothing of Eq. 8; 0 disables it.
         top_n1 (`int`, defaults to 500) and top_n2 (`int`, defaults to 2500):
@@ -157,6 +161,7 @@ class GenCLIPConfig(PreTrainedConfig):
     logit_scale: float = 1 / 0.07
     alpha: float = 0.8
     sigma: float = 9.0
+    few_shot_weight: float = 0.5
     top_n1: int = 500
     top_n2: int = 2500
     use_vision_prompts: bool = True
@@ -184,8 +189,7 @@ class GenCLIPConfig(PreTrainedConfig):
 
     def _check_fields(self) -> None:
         """Raise `ValueError` naming the first field whose value the backbone or the method cannot use."""
-        for name in CHECKED_FIELDS:
-            setattr(self, name, SETTINGS[name].validate(getattr(self, name)))
+        validate_fields(self, CHECKED_FIELDS)
         vision_layers = self.clip_config.vision_config.num_hidden_layers
         text_layers = self.clip_config.text_config.num_hidden_layers
         layers = list(self.feature_layers)

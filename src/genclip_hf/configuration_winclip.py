@@ -9,7 +9,7 @@ from huggingface_hub.dataclasses import strict
 from transformers import CLIPConfig, PreTrainedConfig
 from transformers.configuration_utils import SubConfigSpec
 
-from .settings import SETTINGS
+from .settings import validate_fields
 
 # The architecture of openai/clip-vit-base-patch16: the default backbone (weights come from the checkpoint). anomalib's
 # WinCLIP uses open_clip's ViT-B-16-plus-240, which has no `CLIPModel` checkpoint; ViT-B/16 has the same patch size, so
@@ -87,8 +87,7 @@ class WinCLIPConfig(PreTrainedConfig):
 
     def _check_fields(self) -> None:
         """Raise `ValueError` naming the first field whose value the backbone or the method cannot use."""
-        for name in CHECKED_FIELDS:
-            setattr(self, name, SETTINGS[name].validate(getattr(self, name)))
+        validate_fields(self, CHECKED_FIELDS)
         patch_size = self.clip_config.vision_config.patch_size
         if self.image_size % patch_size:
             raise ValueError(f"image_size must be a multiple of the patch size {patch_size}, got {self.image_size}.")

@@ -62,6 +62,8 @@ def expand_class_names(
     """
     if class_names is None:
         return [default] * batch
+    if not isinstance(class_names, (str, list, tuple)):
+        raise ValueError(f"{argument} must be a string or a list of strings, got {class_names!r}.")
     names = [class_names] if isinstance(class_names, str) else list(class_names)
     if not names:
         raise ValueError(f"{argument} must be a string or a list of {batch} strings, got an empty list.")
@@ -84,6 +86,8 @@ class AnomalyDetectorMixin:
     """
 
     detection_settings: ClassVar[tuple[str, ...]] = ()
+    training_defaults: ClassVar[dict[str, Any]] = {}
+    """Training contract: the method's own defaults of `TrainingArguments` fields (e.g. its paper's learning rate)."""
     _tokenizer: Any = None
 
     @classmethod
@@ -101,6 +105,16 @@ class AnomalyDetectorMixin:
         """Anomaly maps and image scores of `pixel_values` `(B, 3, S, S)`; `class_names` holds one name per image (or
         `None`: the method's generic prompt)."""
         raise NotImplementedError(f"{type(self).__name__} must implement detect().")
+
+    def build_reference_memory(self, pixel_values: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Few-shot contract (methods that have it): the memory of `k` normal reference images of one class,
+        `pixel_values` `(k, 3, S, S)`, which `detect(..., reference_memory=memory)` compares patches with."""
+        raise NotImplementedError(f"{type(self).__name__} has no few-shot mode.")
+
+    @property
+    def supports_few_shot(self) -> bool:
+        """Whether the method implements [`build_reference_memory`]."""
+        return type(self).build_reference_memory is not AnomalyDetectorMixin.build_reference_memory
 
     def learnable_parameters(self) -> list[torch.nn.Parameter]:
         """Training contract: the parameters the loss reaches (every trainable, non-empty parameter unless a method
@@ -190,9 +204,9 @@ class AnomalyDetectorMixin:
 _DETECTORS: dict[str, type] = {}
 _PROCESSORS: dict[str, type] = {}
 CLIP_FALLBACK_METHOD = "winclip"
+"""The registered method a plain CLIP checkpoint runs (training-free)."""
 DEFAULT_DETECTOR = "openai/clip-vit-base-patch16"
 """What runs when no model is named: a stock CLIP from the Hub, hence training-free WinCLIP zero-shot."""
-"""The registered method a plain CLIP checkpoint runs (training-free)."""
 
 
 def register_detector(config_class: type[PreTrainedConfig], model_class: type, processor_class: type | None = None):

@@ -17,6 +17,7 @@ those are binarised at `LOSSY_MASK_THRESHOLD` (128), with a warning naming the f
 
 from __future__ import annotations
 
+import hashlib
 import io
 import re
 import warnings
@@ -265,7 +266,16 @@ def _single_channel(array: np.ndarray, name: str) -> np.ndarray:
     return array
 
 
+def image_content_hash(image: Image.Image) -> str:
+    """SHA-256 of an image's decoded RGB pixels and size (independent of file name and encoding)."""
+    rgb = image.convert("RGB")
+    digest = hashlib.sha256(f"{rgb.width}x{rgb.height}".encode())
+    digest.update(rgb.tobytes())
+    return digest.hexdigest()
+
+
 __all__ = [
+    "image_content_hash",
     "DRAFT_MIN_SIDE",
     "LOSSY_FORMATS",
     "LOSSY_MASK_THRESHOLD",

@@ -1,4 +1,5 @@
-"""Training losses of GenCLIP (Eq. 5): focal loss and dice loss on the layer score maps."""
+"""Training losses: GenCLIP's Eq. 5 (focal and dice loss on the layer score maps) and AnomalyCLIP's label-smoothed
+focal loss."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import torch
 
 PROBABILITY_EPS = 1e-8
 DICE_EPS = 1e-5
+FOCAL_LABEL_SMOOTHING = 1e-5
+"""Label smoothing of AnomalyCLIP's focal loss."""
 
 
 def focal_loss(probabilities: torch.Tensor, target: torch.Tensor, gamma: float = 2.0) -> torch.Tensor:
@@ -44,6 +47,26 @@ def dice_loss(prediction: torch.Tensor, target: torch.Tensor, smooth: float = 1.
     return (1 - (2 * overlap + smooth) / denominator).mean()
 
 
+def label_smoothed_focal_loss(
+    probabilities: torch.Tensor, target: torch.Tensor, gamma: float = 2.0, smooth: float = FOCAL_LABEL_SMOOTHING
+) -> torch.Tensor:
+    """AnomalyCLIP's focal loss (its `FocalLoss(smooth=1e-5)`): one-hot targets clamped to `[smooth, 1 - smooth]`,
+    `p_t = <onehot, p> + smooth`, mean over pixels of `-(1 - p_t)^gamma * log(p_t)`.
+
+    Args:
+        probabilities: `(B, 2, H, W)` softmax maps; channel 0 normal, channel 1 abnormal.
+        target: `(B, H, W)` binary ground truth (1 abnormal).
+        gamma: focusing parameter.
+        smooth: label smoothing.
+    Returns:
+        A scalar.
+    """
+    target = target.to(probabilities.dtype)
+    one_hot = torch.stack([1 - target, target], dim=1).clamp(smooth, 1 - smooth)
+    p_target = (one_hot * probabilities).sum(dim=1) + smooth
+    return (-((1 - p_target) ** gamma) * torch.log(p_target)).mean()
+
+
 def genclip_loss(
     layer_maps: torch.Tensor, masks: torch.Tensor, gamma: float = 2.0, dice_smooth: float = 1.0
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -69,4 +92,4 @@ def genclip_loss(
     return per_layer.sum(), per_layer
 
 
-__all__ = ["dice_loss", "focal_loss", "genclip_loss"]
+__all__ = ["dice_loss", "focal_loss", "genclip_loss", "label_smoothed_focal_loss"]

@@ -419,6 +419,12 @@ def build_model_card(
     model_dir = Path(model_dir)
     if not (model_dir / "config.json").is_file():
         raise FileNotFoundError(f"{str(model_dir)!r} is not a saved GenCLIP checkpoint: it has no config.json.")
+    model_type = json.loads((model_dir / "config.json").read_text()).get("model_type")
+    if model_type != GenCLIPConfig.model_type:
+        raise ValueError(
+            f"{str(model_dir)!r} holds a {model_type!r} model; model cards and Hub uploads are written for GenCLIP "
+            "checkpoints only (other methods' folders load from a local path or with save_pretrained/push_to_hub)."
+        )
     config = GenCLIPConfig.from_pretrained(model_dir)
     log = read_training_log(training_log if training_log is not None else model_dir)
     if training_log is not None and log is None:

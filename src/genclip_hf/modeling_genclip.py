@@ -7,14 +7,16 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 from torch.nn import functional
-from transformers import AutoTokenizer, CLIPModel, PreTrainedModel
+from transformers import CLIPModel, PreTrainedModel
 from transformers.dynamic_module_utils import custom_object_save
 from transformers.utils import ModelOutput
 
 from .class_names import ClassNameFilter, clip_text_encoder, normalize_class_name
 from .clip_backbone import run_vision_layers
+from .clip_detector import FrozenCLIPDetector
 from .configuration_genclip import GenCLIPConfig
-from .detection import AnomalyDetectionOutput, AnomalyDetectorMixin, expand_class_names
+from .detection import AnomalyDetectionOutput, expand_class_names
+from .few_shot import nearest_neighbour_distances
 from .losses import genclip_loss
 from .prompts import TEMPLATE_NOUN, GenCLIPPromptLearner, PromptTokenizer
 from .scoring import segmentation_and_scores
@@ -77,7 +79,7 @@ class GenCLIPPreTrainedModel(PreTrainedModel):
             module.reset_parameters()
 
 
-class GenCLIPModel(AnomalyDetectorMixin, GenCLIPPreTrainedModel):
+class GenCLIPModel(FrozenCLIPDetector, GenCLIPPreTrainedModel):
     """GenCLIP: a frozen [`CLIPModel`] plus the learnable prompt learner and per-layer patch projections.
 
     Only the prompt tokens, the vision-prompt projections `MLP_T^i`, the patch projections `MLP_I^i` and the deep
@@ -93,16 +95,13 @@ class GenCLIPModel(AnomalyDetectorMixin, GenCLIPPreTrainedModel):
         "generic_term",
         "alpha",
         "sigma",
+        "few_shot_weight",
     )
+    training_defaults = {"learning_rate": 4e-5}
 
     def __init__(self, config: GenCLIPConfig, clip_model: CLIPModel | None = None):
         super().__init__(config)
-        if clip_model is None:
-            clip_model = CLIPModel(config.clip_config)
-        else:
-            clip_model.set_attn_implementation(self.config._attn_implementation)
-        self.clip = clip_model
-        self.clip.requires_grad_(False)
+        self.attach_clip(clip_model)
         self.prompt_learner = GenCLIPPromptLearner(config)
         vision_width = config.clip_config.vision_config.hidden_size
         self.patch_projections = nn.ModuleList(
@@ -113,27 +112,6 @@ class GenCLIPModel(AnomalyDetectorMixin, GenCLIPPreTrainedModel):
         self._prompt_tokenizer: PromptTokenizer | None = None
         self.post_init()
 
-    @classmethod
-    def from_clip(cls, clip_name_or_path: str, **config_overrides) -> GenCLIPModel:
-        """Build an untrained GenCLIP around a pretrained HF CLIP checkpoint (Hub id or local folder).
-
-        Args:
-            clip_name_or_path: e.g. `"openai/clip-vit-large-patch14-336"`.
-            config_overrides: any [`GenCLIPConfig`] field, e.g. `feature_layers=[6, 12]`.
-        """
-        clip = CLIPModel.from_pretrained(clip_name_or_path)
-        config = GenCLIPConfig(clip_config=clip.config, **config_overrides)
-        model = cls(config, clip_model=clip)
-        model.set_tokenizer(AutoTokenizer.from_pretrained(clip_name_or_path))
-        return model
-
-    @classmethod
-    def from_pretrained(cls, *args, **kwargs) -> GenCLIPModel:
-        """Load a saved GenCLIP; the CLIP backbone is frozen again (loading materialises fresh parameters)."""
-        model = super().from_pretrained(*args, **kwargs)
-        model.clip.requires_grad_(False)
-        return model
-
     def save_pretrained(self, save_directory, *args, **kwargs) -> None:
         """Save weights (safetensors) and config; for Hub use, also the pipeline code beside the modeling code."""
         super().save_pretrained(save_directory, *args, **kwargs)
@@ -141,12 +119,6 @@ class GenCLIPModel(AnomalyDetectorMixin, GenCLIPPreTrainedModel):
             from .pipeline_anomaly_detection import AnomalyDetectionPipeline
 
             custom_object_save(AnomalyDetectionPipeline, save_directory)
-
-    def train(self, mode: bool = True) -> GenCLIPModel:
-        """Set training mode on the learnable parts; the frozen CLIP stays in eval mode."""
-        super().train(mode)
-        self.clip.eval()
-        return self
 
     def set_tokenizer(self, tokenizer) -> None:
         """Bind the CLIP tokenizer that turns class names into prompts."""
@@ -298,6 +270,12 @@ class GenCLIPModel(AnomalyDetectorMixin, GenCLIPPreTrainedModel):
             self._class_name_filters[generic_term] = ClassNameFilter(encoder, generic_term)
         return self._class_name_filters[generic_term](image_embeds, class_names)
 
+    def resolve_settings(self, settings: dict) -> dict:
+        """Per-call settings validated and completed from the config; `feature_layers` must be trained layers."""
+        resolved = super().resolve_settings(settings)
+        self._layer_indices(resolved["feature_layers"])
+        return resolved
+
     def anomaly_map_range(self, **settings) -> tuple[float, float]:
         """`(0, L)`: the fused map sums the anomaly probabilities of the `L` feature layers in use."""
         return 0.0, float(len(self.resolve_settings(settings)["feature_layers"]))
@@ -313,10 +291,49 @@ class GenCLIPModel(AnomalyDetectorMixin, GenCLIPPreTrainedModel):
         return [trained.index(layer) for layer in feature_layers]
 
     @torch.no_grad()
+    def build_reference_memory(self, pixel_values: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The few-shot memory of `k` normal images of one class: the patch features of every feature layer.
+
+        Args:
+            pixel_values: `(k, 3, image_size, image_size)`.
+        Returns:
+            `"layer_<i>"` -> `(k * H * W, vision_width)` for each feature layer `i`.
+        """
+        features = self.encode_image(pixel_values, return_image_embeds=False).layer_features[:, :, 1:]
+        return {
+            f"layer_{layer}": features[:, index].flatten(0, 1) for index, layer in enumerate(self.config.feature_layers)
+        }
+
+    def few_shot_map(
+        self, layer_features: torch.Tensor, memory: dict[str, torch.Tensor], layers: list[int]
+    ) -> torch.Tensor:
+        """Sum over `layers` of each patch's nearest-neighbour distance `0.5 * (1 - cos)` to the memory, upsampled.
+
+        Args:
+            layer_features: `(B, L, 1 + H*W, vision_width)`.
+            memory: from [`build_reference_memory`].
+            layers: the feature layers in use.
+        Returns:
+            `(B, image_size, image_size)` in `[0, len(layers)]`, the range of the fused zero-shot map.
+        """
+        missing = [f"layer_{layer}" for layer in layers if f"layer_{layer}" not in memory]
+        if missing:
+            raise ValueError(f"reference_memory lacks {missing}; build it with this model's build_reference_memory.")
+        trained = list(self.config.feature_layers)
+        grid, size = self.grid_size, self.config.image_size
+        distances = sum(
+            nearest_neighbour_distances(layer_features[:, trained.index(layer), 1:], memory[f"layer_{layer}"])
+            for layer in layers
+        )
+        distances = distances.reshape(-1, 1, grid, grid)
+        return functional.interpolate(distances, size=(size, size), mode="bilinear", align_corners=False)[:, 0]
+
+    @torch.no_grad()
     def detect(
         self,
         pixel_values: torch.Tensor,
         class_names: str | list[str] | None = None,
+        reference_memory: dict[str, torch.Tensor] | None = None,
         return_component_maps: bool = False,
         **settings,
     ) -> AnomalyDetectionOutput:
@@ -329,12 +346,15 @@ class GenCLIPModel(AnomalyDetectorMixin, GenCLIPPreTrainedModel):
                 Images prepared by the processor.
             class_names (`str` or `list[str]`, *optional*):
                 One name for all images or one per image; defaults to the generic term.
+            reference_memory (`dict[str, torch.Tensor]`, *optional*):
+                Few-shot: from [`build_reference_memory`] on normal images of the same class; the nearest-neighbour
+                map is blended into the fused map with `few_shot_weight` before smoothing and scoring.
             return_component_maps (`bool`, defaults to `False`):
                 Also return the per-layer anomaly probabilities of each branch as `component_maps["vision_maps"]`
                 and `component_maps["query_maps"]`, each `(B, L', image_size, image_size)`.
             settings: any of `detection_settings` (`use_cnf`, `use_query_branch`, `use_vision_prompts`,
-                `feature_layers` (a subset of the trained layers), `generic_term`, `alpha`, `sigma`); defaults to
-                the config.
+                `feature_layers` (a subset of the trained layers), `generic_term`, `alpha`, `sigma`,
+                `few_shot_weight`); defaults to the config.
         Returns:
             [`AnomalyDetectionOutput`] with `anomaly_maps` `(B, image_size, image_size)`, `pred_scores` `(B,)`, the
             class names used after CNF and the label threshold for the layers used.
@@ -353,14 +373,26 @@ class GenCLIPModel(AnomalyDetectorMixin, GenCLIPPreTrainedModel):
         query_maps = None
         if settings["use_query_branch"]:
             query_maps = self.score_maps(vision.layer_features, self.query_text_embeddings())[:, layer_indices, 1]
+        few_shot_map = None
+        if reference_memory is not None:
+            few_shot_map = self.few_shot_map(vision.layer_features, reference_memory, settings["feature_layers"])
         anomaly_maps, scores = segmentation_and_scores(
-            vision_maps, query_maps, settings["alpha"], settings["sigma"], self.config.top_n1, self.config.top_n2
+            vision_maps,
+            query_maps,
+            settings["alpha"],
+            settings["sigma"],
+            self.config.top_n1,
+            self.config.top_n2,
+            few_shot_map,
+            settings["few_shot_weight"],
         )
         components = None
         if return_component_maps:
             components = {"vision_maps": vision_maps.float()}
             if query_maps is not None:
                 components["query_maps"] = query_maps.float()
+            if few_shot_map is not None:
+                components["few_shot"] = few_shot_map[:, None].float()
         return AnomalyDetectionOutput(
             anomaly_maps=anomaly_maps.float(),
             pred_scores=scores.float(),

@@ -6,17 +6,17 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch.nn import functional
-from transformers import AutoTokenizer, BatchEncoding, CLIPModel, PreTrainedModel
+from transformers import BatchEncoding, CLIPModel, PreTrainedModel
 from transformers.utils import ModelOutput
 
 from .clip_backbone import embed_images
+from .clip_detector import FrozenCLIPDetector
 from .configuration_winclip import WinCLIPConfig
-from .detection import AnomalyDetectionOutput, AnomalyDetectorMixin, expand_class_names
+from .detection import AnomalyDetectionOutput, expand_class_names
 from .few_shot import nearest_neighbour_distances
 from .settings import SETTINGS
 
@@ -58,22 +58,6 @@ PROMPT_TEMPLATES = (
     "a photo of a {} for anomaly detection.",
 )
 DEFAULT_CLASS_NAME = "object"
-
-# Keyword arguments of `from_clip` passed on to `CLIPModel.from_pretrained`, those of them the tokenizer also takes,
-# and those a pipeline or `AutoModelForAnomalyDetection` may pass that a plain CLIP checkpoint does not need.
-_LOADING_KWARGS = (
-    "dtype",
-    "device_map",
-    "attn_implementation",
-    "revision",
-    "token",
-    "cache_dir",
-    "local_files_only",
-    "force_download",
-)
-_HUB_KWARGS = ("revision", "token", "cache_dir", "local_files_only", "force_download")
-_IGNORED_KWARGS = ("trust_remote_code", "code_revision", "_from_pipeline", "_commit_hash")
-_CONFIG_OVERRIDES = ("window_scales", "temperature", "few_shot_weight", "score_threshold")
 
 # Window sequences are run through the tower in chunks of at most this many tokens, which bounds the activations.
 _WINDOW_TOKENS_PER_CHUNK = 1 << 16
@@ -207,7 +191,7 @@ class WinCLIPOutput(ModelOutput):
     vision: WinCLIPVisionOutput | None = None
 
 
-class WinCLIPModel(AnomalyDetectorMixin, PreTrainedModel):
+class WinCLIPModel(FrozenCLIPDetector, PreTrainedModel):
     r"""
     WinCLIP on a frozen [`CLIPModel`]; it has no trainable parameters.
 
@@ -253,54 +237,10 @@ class WinCLIPModel(AnomalyDetectorMixin, PreTrainedModel):
 
     def __init__(self, config: WinCLIPConfig, clip_model: CLIPModel | None = None):
         super().__init__(config)
-        if clip_model is None:
-            clip_model = CLIPModel(config.clip_config)
-        else:
-            clip_model.set_attn_implementation(self.config._attn_implementation)
-        self.clip = clip_model
+        self.attach_clip(clip_model)
         self._text_embeddings_cache: dict[tuple, torch.Tensor] = {}
         self.post_init()
         self.requires_grad_(False)
-
-    @classmethod
-    def from_clip(cls, clip_name_or_path: str | Path, image_size: int = 240, **kwargs: Any) -> WinCLIPModel:
-        """Build WinCLIP around a HF CLIP checkpoint (Hub id or folder), with the checkpoint's tokenizer bound.
-
-        Args:
-            clip_name_or_path: e.g. `"openai/clip-vit-base-patch16"`.
-            image_size: side of the square model input (a multiple of the patch size).
-            kwargs: [`WinCLIPConfig`] fields (`window_scales`, `temperature`, `few_shot_weight`, `score_threshold`)
-                and loading options passed to `CLIPModel.from_pretrained` (`dtype`, `device_map`,
-                `attn_implementation`, `revision`, `token`, `cache_dir`, `local_files_only`, `force_download`);
-                `trust_remote_code`, `code_revision` and the pipeline's private keys are accepted and not needed.
-        """
-        loading = {key: kwargs.pop(key) for key in _LOADING_KWARGS if key in kwargs}
-        for key in _IGNORED_KWARGS:
-            kwargs.pop(key, None)
-        unknown = sorted(set(kwargs) - set(_CONFIG_OVERRIDES))
-        if unknown:
-            raise ValueError(
-                f"Unknown argument(s) {unknown} of WinCLIPModel.from_clip; it takes the config fields "
-                f"{list(_CONFIG_OVERRIDES)} and the loading options {list(_LOADING_KWARGS)}."
-            )
-        clip = CLIPModel.from_pretrained(clip_name_or_path, **loading)
-        config = WinCLIPConfig(clip_config=clip.config, image_size=image_size, **kwargs)
-        model = cls(config, clip_model=clip).eval()
-        hub_options = {key: loading[key] for key in _HUB_KWARGS if key in loading}
-        try:
-            model.set_tokenizer(AutoTokenizer.from_pretrained(clip_name_or_path, **hub_options))
-        except (OSError, ValueError) as error:
-            logger.warning(
-                "No tokenizer in %s (%s): bind one with set_tokenizer before detect.", clip_name_or_path, error
-            )
-        return model
-
-    @classmethod
-    def from_pretrained(cls, *args: Any, **kwargs: Any) -> WinCLIPModel:
-        """Load a saved WinCLIP; the CLIP backbone is frozen again (loading materialises fresh parameters)."""
-        model = super().from_pretrained(*args, **kwargs)
-        model.requires_grad_(False)
-        return model
 
     def set_tokenizer(self, tokenizer) -> None:
         """Bind the tokenizer that turns class names into prompts; cached text embeddings are dropped."""

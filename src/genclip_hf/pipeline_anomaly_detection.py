@@ -10,11 +10,13 @@ import numpy as np
 import torch
 from transformers import Pipeline
 
+from .calibration import CALIBRATION_FILE, Calibration, load_calibration
 from .detection import expand_class_names
-from .images import to_rgb_image
+from .images import image_content_hash, to_rgb_image
 from .processing_anomaly_detection import image_processor_for_model
 from .scoring import resize_map
 from .settings import SETTINGS, validate_settings
+from .storage import json_digest
 
 
 class AnomalyDetectionPipeline(Pipeline):
@@ -43,16 +45,24 @@ class AnomalyDetectionPipeline(Pipeline):
         class_name: one name for every image, or (with a list of images) one per image; default: the method's
             generic prompt.
         threshold: pixel threshold on the anomaly map; adds a boolean `"mask"` to each result.
-        score_threshold: image score from which the label is "anomalous"; default: the method's neutral threshold
-            for the settings used.
+        score_threshold: image score from which the label is "anomalous".
+        reference_images: a few normal images of the same class (few-shot): patch features of these images form a
+            nearest-neighbour memory (built once per set of images and cached) whose distance map is fused with the
+            zero-shot map (see the method's `few_shot_weight`).
         map_at_model_size: return the anomaly map at the model input size instead of the original size (the
             evaluation protocol scores maps at the model resolution).
         any setting of the model's `detection_settings` (GenCLIP: use_cnf, use_query_branch, use_vision_prompts,
-            feature_layers, generic_term, alpha, sigma); default: the model's config.
+            feature_layers, generic_term, alpha, sigma, few_shot_weight); default: the model's config.
 
-    Returns one dict per image: `score` (float), `label` ("anomalous" | "normal"), `score_threshold` (the threshold
-    the label used), `anomaly_map` (float32 array `(H, W)` at the original size), `class_name` (the name the model
-    used, after CNF where the method has it), and `mask` when a threshold is given.
+    Thresholds, by priority: the call's (or the pipeline's) `threshold` / `score_threshold`; else the model folder's
+    `calibration.json` (written by `genclip calibrate`; per class where it has the class, and only for calls with the
+    settings it was calibrated with); else the method's neutral score threshold and no mask. Pass
+    `calibration=False` when building the pipeline to ignore the file, or a path / `Calibration` to use another.
+
+    Returns one dict per image: `score` (float), `label` ("anomalous" | "normal"), `score_threshold` and
+    `threshold_source` (the image threshold the label used and where it came from), `anomaly_map` (float32 array
+    `(H, W)` at the original size), `class_name` (the name the model used, after CNF where the method has it), and,
+    when a pixel threshold applies, `mask` with `pixel_threshold` and `pixel_threshold_source`.
     """
 
     _load_processor = None
@@ -60,12 +70,26 @@ class AnomalyDetectionPipeline(Pipeline):
     _load_feature_extractor = False
     _load_tokenizer = False
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, calibration: str | Path | Calibration | bool | None = None, **kwargs):
+        self._reference_memories: dict[str, dict[str, torch.Tensor]] = {}
         super().__init__(*args, **kwargs)
         self.image_processor = image_processor_for_model(self.model, self.processor)
         self.tokenizer = getattr(self.processor, "tokenizer", None)
         if self.tokenizer is not None:
             self.model.set_tokenizer(self.tokenizer)
+        self.calibration = self._load_calibration(calibration)
+
+    def _load_calibration(self, calibration: str | Path | Calibration | bool | None) -> Calibration | None:
+        if calibration is False:
+            return None
+        if isinstance(calibration, Calibration):
+            return calibration
+        if calibration is None or calibration is True:
+            folder = Path(str(getattr(self.model, "name_or_path", "") or ""))
+            calibration = folder / CALIBRATION_FILE
+            if not calibration.is_file():
+                return None
+        return load_calibration(calibration)
 
     def __call__(self, inputs: Any, class_name: str | list[str] | None = None, **kwargs: Any):
         """Detect anomalies; one image gives one dict, a list gives a list, a generator or dataset an iterator.
@@ -97,12 +121,21 @@ class AnomalyDetectionPipeline(Pipeline):
         threshold: float | None = None,
         score_threshold: float | None = None,
         map_at_model_size: bool | None = None,
+        reference_images: list | None = None,
         **settings: Any,
     ) -> tuple[dict, dict, dict]:
         preprocess_params = {}
         if class_name is not None:
             preprocess_params["class_name"] = expand_class_names(class_name, 1, default="", argument="class_name")[0]
         forward_params = validate_settings(settings, self.model.detection_settings, owner=type(self.model).__name__)
+        if reference_images is not None:
+            if not self.model.supports_few_shot:
+                raise ValueError(f"reference_images: {type(self.model).__name__} has no few-shot mode.")
+            if isinstance(reference_images, (str, Path)) or not isinstance(reference_images, (list, tuple)):
+                raise ValueError("reference_images must be a list of normal images (PIL images, paths or arrays).")
+            if not reference_images:
+                raise ValueError("reference_images must hold at least one normal image, got an empty list.")
+            forward_params["reference_images"] = list(reference_images)
         postprocess_params = {}
         for name, value in (("threshold", threshold), ("score_threshold", score_threshold)):
             if value is not None:
@@ -135,15 +168,34 @@ class AnomalyDetectionPipeline(Pipeline):
             names = None
         elif any(name is None for name in names):
             raise ValueError("Give a class_name for every image of a batch or for none of them.")
+        reference_images = settings.pop("reference_images", None)
+        if reference_images is not None:
+            settings["reference_memory"] = self.reference_memory(reference_images)
         output = self.model.detect(model_inputs["pixel_values"], class_names=names, **settings)
         batch = output.pred_scores.shape[0]
+        settings.pop("reference_memory", None)
+        calibrated = self.calibration is not None and (
+            reference_images is None and self.model.resolve_settings(settings) == self.calibration.settings
+        )
         return {
             "anomaly_maps": output.anomaly_maps,
             "pred_scores": output.pred_scores,
             "score_threshold": torch.full((batch,), float(output.score_threshold)),
+            "calibrated": torch.full((batch,), calibrated),
             "class_names": output.class_names or [None] * batch,
+            "requested_class_names": names or [None] * batch,
             "original_size": model_inputs["original_size"],
         }
+
+    def reference_memory(self, reference_images: list) -> dict[str, torch.Tensor]:
+        """The model's few-shot memory of `reference_images`, built once per set of images (keyed by their pixels)."""
+        images = [to_rgb_image(image, f"reference_images[{index}]") for index, image in enumerate(reference_images)]
+        key = json_digest([image_content_hash(image) for image in images])
+        if key not in self._reference_memories:
+            pixel_values = self.image_processor(images, return_tensors="pt")["pixel_values"]
+            memory = self.model.build_reference_memory(pixel_values.to(self.device, self.dtype))
+            self._reference_memories[key] = memory
+        return self._reference_memories[key]
 
     def postprocess(
         self,
@@ -156,20 +208,35 @@ class AnomalyDetectionPipeline(Pipeline):
         if not map_at_model_size:
             anomaly_map = resize_map(anomaly_map, tuple(model_outputs["original_size"][0].tolist()))
         score = float(model_outputs["pred_scores"][0])
+        requested = _first(model_outputs["requested_class_names"])
+        calibrated = None
+        if bool(model_outputs["calibrated"][0]):
+            calibrated = self.calibration.for_class(requested)
+        score_source = pixel_source = "argument"
         if score_threshold is None:
-            score_threshold = float(model_outputs["score_threshold"][0])
-        names = model_outputs["class_names"]
+            if calibrated is not None and calibrated.image_threshold is not None:
+                score_threshold, score_source = calibrated.image_threshold, self.calibration.describe(requested)
+            else:
+                score_threshold, score_source = float(model_outputs["score_threshold"][0]), "method default"
+        if threshold is None and calibrated is not None and calibrated.pixel_threshold is not None:
+            threshold, pixel_source = calibrated.pixel_threshold, self.calibration.describe(requested)
         anomaly_map = anomaly_map.numpy().astype(np.float32)
         result = {
             "score": score,
             "label": "anomalous" if score >= score_threshold else "normal",
             "score_threshold": score_threshold,
+            "threshold_source": score_source,
             "anomaly_map": anomaly_map,
-            "class_name": names if isinstance(names, str) or names is None else names[0],
+            "class_name": _first(model_outputs["class_names"]),
         }
         if threshold is not None:
-            result["mask"] = anomaly_map >= threshold
+            result.update(mask=anomaly_map >= threshold, pixel_threshold=threshold, pixel_threshold_source=pixel_source)
         return result
+
+
+def _first(names: str | list | None) -> str | None:
+    """A class name of an unbatched output (a string after unbatching, a one-element list at batch size 1)."""
+    return names if isinstance(names, str) or names is None else names[0]
 
 
 __all__ = ["AnomalyDetectionPipeline"]

@@ -32,7 +32,7 @@ logger = logging.getLogger(__name__)
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 MASK_STEM_SUFFIXES = ("_mask", "_label")
 MASK_FOLDERS = ("ground_truth",)
-CSV_FIELDS = ("image", "score", "label", "score_threshold", "class_name", "heatmap")
+CSV_FIELDS = ("image", "score", "label", "score_threshold", "threshold_source", "class_name", "heatmap")
 PARTIAL_CSV = "scores.partial.csv"
 
 
@@ -101,11 +101,37 @@ def _walk(root: Path, excluded: list[Path], search: ImageSearch) -> None:
                 search.images.append(candidate)
 
 
-def load_detector(model: str, device: str | int | None = None, **pipeline_kwargs: Any):
+def load_detector(
+    model: str,
+    device: str | int | None = None,
+    precision: str = "fp32",
+    compile: bool = False,
+    class_names: Sequence[str] = (),
+    **pipeline_kwargs: Any,
+):
     """`pipeline("anomaly-detection", model=model)`, failing at once with a clear message when the model is neither a
-    local folder nor cached while `HF_HUB_OFFLINE` is set, or cannot be loaded."""
-    from transformers import pipeline
+    local folder nor cached while `HF_HUB_OFFLINE` is set, or cannot be loaded.
 
+    Args:
+        model: a detector folder, an exported ONNX folder (`genclip export`) or a Hub id.
+        device: e.g. "cpu", "cuda" (default: transformers picks).
+        precision: "fp32" (exact), "int8" (the faster int8 backend, onnxruntime's), "int8-onnx", "int8-torch"
+            (CPU), "fp16" or "bf16" (CUDA; float32 elsewhere, with a warning). An exported folder runs "fp32" or
+            "int8"; a torch checkpoint at "int8-onnx" is exported to a temporary folder first.
+        compile: `torch.compile` the vision blocks of a torch model (eager, with a warning, where it fails).
+        class_names: the class names to precompute when a torch checkpoint is exported for "int8-onnx".
+        pipeline_kwargs: passed to `pipeline`.
+    """
+    from .export.loading import load_pipeline
+    from .export.runtime import OptionalDependencyError
+
+    if device is not None:
+        try:
+            torch.device(device)
+        except (RuntimeError, TypeError):
+            raise ValueError(
+                f"device must name a torch device such as 'cpu', 'cuda' or 'cuda:1', got {device!r}."
+            ) from None
     offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
     if not Path(model).is_dir():
         if Path(model).exists() or model.startswith((".", "/", "~")) or model.count("/") > 1:
@@ -119,8 +145,8 @@ def load_detector(model: str, device: str | int | None = None, **pipeline_kwargs
     elif not (Path(model) / "config.json").is_file():
         raise ModelUnavailableError(f"Model folder {model!r} has no config.json: it is not a saved checkpoint.")
     try:
-        return pipeline("anomaly-detection", model=model, device=device, **pipeline_kwargs)
-    except OSError as error:
+        return load_pipeline(model, device, precision, compile, class_names, pipeline_kwargs)
+    except (OSError, OptionalDependencyError) as error:
         raise ModelUnavailableError(f"Could not load model {model!r}: {error}") from error
 
 
@@ -133,9 +159,10 @@ class PredictionReport:
     out_dir: Path | None = None
 
 
-def _heatmap_name(image_path: Path, used: set[str]) -> str:
-    stem = "__".join(part for part in image_path.with_suffix("").parts if part not in ("", "/", ".."))
-    stem = stem.replace(os.sep, "__").lstrip("_") or "image"
+def _heatmap_name(image_path: Path, used: set[str], root: Path) -> str:
+    """A unique file name for the heatmap of `image_path`: its path below `root` with `__` between folders."""
+    relative = image_path.resolve().relative_to(root) if image_path.resolve().is_relative_to(root) else image_path
+    stem = "__".join(part for part in relative.with_suffix("").parts if part not in ("", "/", "..")) or "image"
     name, counter = safe_file_name(stem, ".png"), 1
     while name in used:
         counter += 1
@@ -151,6 +178,7 @@ def check_prediction_options(detector: Any, batch_size: int, options: dict[str, 
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
     decisions = {name: options.pop(name) for name in ("threshold", "score_threshold") if name in options}
     checked = validate_settings(options, detector.model.detection_settings, owner=type(detector.model).__name__)
+    detector.model.resolve_settings(checked)
     checked.update({name: SETTINGS[name].validate(value) for name, value in decisions.items() if value is not None})
     return checked
 
@@ -163,6 +191,7 @@ def predict_files(
     batch_size: int = 1,
     heatmap_range: tuple[float, float] | None = None,
     skipped: Sequence[dict] = (),
+    reference_images: Sequence[Any] | None = None,
     **options: Any,
 ) -> PredictionReport:
     """Run `detector` on `image_paths` and write `heatmaps/*.png`, `scores.csv`, `scores.json` and `index.html`.
@@ -176,6 +205,7 @@ def predict_files(
         heatmap_range: `(vmin, vmax)` of the colour map; default: the model's `anomaly_map_range`, so pictures are
             comparable across images.
         skipped: files already passed over (e.g. by [`find_images`]), reported with the failures.
+        reference_images: normal images of the same class for the few-shot mode (see the pipeline).
         options: `threshold` (pixel threshold: draws the predicted mask's contour), `score_threshold`, and the
             model's detection settings.
     """
@@ -190,25 +220,25 @@ def predict_files(
         heatmap_dir = out_dir / "heatmaps"
         heatmap_dir.mkdir(parents=True, exist_ok=True)
         used_names: set[str] = set()
+        root = Path(os.path.commonpath([path.resolve().parent for path in image_paths])) if image_paths else out_dir
         partial = out_dir / PARTIAL_CSV
         with open(partial, "w", newline="", encoding="utf-8") as csv_file:
             writer = csv.DictWriter(csv_file, fieldnames=CSV_FIELDS)
             writer.writeheader()
-            progress = tqdm(total=len(image_paths), desc="genclip predict", unit="image")
-            for start in range(0, len(image_paths), batch_size):
-                loaded = _load_batch(image_paths[start : start + batch_size], report, progress)
-                if not loaded:
-                    continue
-                results = detector([image for _, image in loaded], class_name=class_name, **options)
-                for (path, image), result in zip(loaded, results, strict=True):
-                    row = _write_result(
-                        path, image, result, heatmap_dir, used_names, vmin, vmax, options.get("threshold"), report
-                    )
-                    if row is not None:
-                        writer.writerow(row)
-                        csv_file.flush()
-                    progress.update(1)
-            progress.close()
+            with tqdm(total=len(image_paths), desc="genclip predict", unit="image") as progress:
+                for start in range(0, len(image_paths), batch_size):
+                    loaded = _load_batch(image_paths[start : start + batch_size], report, progress)
+                    if not loaded:
+                        continue
+                    extra = {"reference_images": list(reference_images)} if reference_images else {}
+                    results = detector([image for _, image in loaded], class_name=class_name, **options, **extra)
+                    for (path, image), result in zip(loaded, results, strict=True):
+                        heatmap_path = heatmap_dir / _heatmap_name(path, used_names, root)
+                        row = _write_result(path, image, result, heatmap_path, vmin, vmax, report)
+                        if row is not None:
+                            writer.writerow(row)
+                            csv_file.flush()
+                        progress.update(1)
         summary = {"results": report.rows, "failures": report.failures}
         os.replace(partial, out_dir / "scores.csv")
         atomic_write_json(out_dir / "scores.json", summary)
@@ -232,20 +262,17 @@ def _write_result(
     path: Path,
     image: Image.Image,
     result: dict,
-    heatmap_dir: Path,
-    used_names: set[str],
+    heatmap_path: Path,
     vmin: float,
     vmax: float,
-    threshold: float | None,
     report: PredictionReport,
 ) -> dict | None:
     """Write one heatmap and return its CSV row; a heatmap that cannot be written is reported, not fatal."""
-    heatmap_path = heatmap_dir / _heatmap_name(path, used_names)
     anomaly_map, mask = result["anomaly_map"], result.get("mask")
     if anomaly_map.shape != (image.height, image.width):
         # A large JPEG is decoded reduced (genclip_hf.images); its map is at the full size: draw it at the picture's.
         anomaly_map = resize_map(torch.from_numpy(anomaly_map), (image.height, image.width)).numpy()
-        mask = None if threshold is None else anomaly_map >= threshold
+        mask = None if mask is None else anomaly_map >= result["pixel_threshold"]
     try:
         overlay_heatmap(image, anomaly_map, vmin, vmax, mask).save(heatmap_path)
     except OSError as error:
@@ -256,6 +283,7 @@ def _write_result(
         "score": result["score"],
         "label": result["label"],
         "score_threshold": result["score_threshold"],
+        "threshold_source": result["threshold_source"],
         "class_name": result["class_name"],
         "heatmap": str(heatmap_path),
     }

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from huggingface_hub import create_repo, upload_folder
+from huggingface_hub.errors import HTTPError
 
 from .configuration_genclip import HUB_CUSTOM_PIPELINES
 from .model_card import DatasetMetrics, write_model_card
@@ -139,8 +140,11 @@ def push_to_hub(
     card_options.setdefault("repo_id", repo_id)
     with tempfile.TemporaryDirectory() as temporary:
         upload_dir = build_upload_folder(model_dir, folder or Path(temporary) / "upload", metrics, **card_options)
-        create_repo(repo_id, private=private, token=token, exist_ok=True)
-        commit = upload_folder(repo_id=repo_id, folder_path=upload_dir, commit_message=commit_message, token=token)
+        try:
+            create_repo(repo_id, private=private, token=token, exist_ok=True)
+            commit = upload_folder(repo_id=repo_id, folder_path=upload_dir, commit_message=commit_message, token=token)
+        except HTTPError as error:
+            raise OSError(f"Upload to the Hub repo {repo_id!r} failed: {error}") from error
     return str(commit)
 
 

@@ -95,9 +95,18 @@ def segmentation_and_scores(
     sigma: float,
     top_n1: int,
     top_n2: int,
+    few_shot_map: torch.Tensor | None = None,
+    few_shot_weight: float = 0.5,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Eqs. 8-10 together: the smoothed fused map `S_seg` `(B, H, W)` and the image scores `S_det` `(B,)`."""
-    segmentation = gaussian_smooth(fuse_branches(vision_maps, query_maps, alpha), sigma)
+    """Eqs. 8-10 together: the smoothed fused map `S_seg` `(B, H, W)` and the image scores `S_det` `(B,)`.
+
+    With a few-shot map `(B, H, W)` (normal reference images), the fused map is blended with it before smoothing:
+    `(1 - few_shot_weight) * fused + few_shot_weight * few_shot_map`.
+    """
+    fused = fuse_branches(vision_maps, query_maps, alpha)
+    if few_shot_map is not None:
+        fused = (1 - few_shot_weight) * fused + few_shot_weight * few_shot_map
+    segmentation = gaussian_smooth(fused, sigma)
     return segmentation, image_scores(segmentation, top_n1, top_n2)
 
 

@@ -192,6 +192,13 @@ def validate_settings(values: Mapping[str, Any], allowed: Sequence[str] | None =
     return {name: SETTINGS[name].validate(value) for name, value in values.items() if value is not None}
 
 
+def validate_fields(config: Any, names: Sequence[str]) -> None:
+    """Validate the fields `names` of a config in place (canonical types), raising `SettingError` naming the first bad
+    one."""
+    for name in names:
+        setattr(config, name, SETTINGS[name].validate(getattr(config, name)))
+
+
 def add_setting_arguments(parser: argparse.ArgumentParser, names: Sequence[str], title: str) -> None:
     """Add one flag per setting to `parser` (default `None`: the model's value). Values stay text (or `bool`) until
     [`settings_from_arguments`] parses and validates them, so a bad value gets the setting's own message."""
@@ -235,5 +242,6 @@ __all__ = [
     "SettingError",
     "add_setting_arguments",
     "settings_from_arguments",
+    "validate_fields",
     "validate_settings",
 ]

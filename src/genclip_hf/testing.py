@@ -10,6 +10,7 @@ import torch
 from transformers import AutoTokenizer, CLIPConfig, CLIPModel
 
 from .configuration_genclip import CLIP_VIT_L_14_336
+from .configuration_winclip import CLIP_VIT_B_16
 
 CLIP_TOKENIZER_DIR = Path(__file__).resolve().parent / "resources" / "clip_tokenizer"
 """The real CLIP BPE tokenizer (OpenAI's vocabulary and merges, MIT licence) bundled with the package."""
@@ -32,27 +33,6 @@ TINY_CLIP = {
         "image_size": 64,
         "patch_size": 8,
         "projection_dim": 32,
-    },
-}
-
-# The architecture of openai/clip-vit-base-patch16 (random weights here): the mid-size scale of the benchmarks.
-CLIP_VIT_B_16 = {
-    "projection_dim": 512,
-    "text_config": {
-        "hidden_size": 512,
-        "intermediate_size": 2048,
-        "num_attention_heads": 8,
-        "num_hidden_layers": 12,
-        "projection_dim": 512,
-    },
-    "vision_config": {
-        "hidden_size": 768,
-        "intermediate_size": 3072,
-        "num_attention_heads": 12,
-        "num_hidden_layers": 12,
-        "image_size": 224,
-        "patch_size": 16,
-        "projection_dim": 512,
     },
 }
 
@@ -120,7 +100,8 @@ def save_random_genclip(
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m genclip_hf.testing --out DIR`: write a tiny untrained checkpoint for CI and demos."""
+    """`python -m genclip_hf.testing --out DIR [--kind clip]`: write a tiny untrained GenCLIP checkpoint (or a plain
+    random CLIP, which the pipeline runs as WinCLIP) for CI and demos."""
     parser = argparse.ArgumentParser(description=main.__doc__)
     parser.add_argument("--out", required=True, help="checkpoint folder to write")
     parser.add_argument(
@@ -128,8 +109,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--architecture", default="tiny", choices=sorted(CLIP_ARCHITECTURES))
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--kind", choices=("genclip", "clip"), default="genclip", help="what to write")
     args = parser.parse_args(argv)
-    print(save_random_genclip(args.out, args.tokenizer, args.architecture, args.seed))
+    save = save_random_genclip if args.kind == "genclip" else save_random_clip
+    print(save(args.out, args.tokenizer, args.architecture, args.seed))
     return 0
 
 

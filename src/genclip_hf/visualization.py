@@ -82,7 +82,7 @@ def write_gallery(path: Path, rows: Sequence[dict], failures: Sequence[dict], ti
 
     Args:
         path: the `index.html` to write; heatmap paths in `rows` are made relative to its folder.
-        rows: dicts with `image`, `heatmap`, `score`, `label` and `class_name`.
+        rows: dicts with `image`, `heatmap`, `score`, `label` and `class_name` (`None` for methods without one).
         failures: dicts with `image` and `error`.
         title: page title.
     """
@@ -93,8 +93,9 @@ def write_gallery(path: Path, rows: Sequence[dict], failures: Sequence[dict], ti
         url = html.escape(quote(heatmap))
         cards.append(
             f'<figure class="{html.escape(row["label"])}"><a href="{url}"><img src="{url}" loading="lazy"></a>'
-            f"<figcaption><b>{row['score']:.4f}</b> {html.escape(row['label'])} "
-            f"({html.escape(row['class_name'])})<br><small>{html.escape(str(row['image']))}</small>"
+            f"<figcaption><b>{row['score']:.4f}</b> {html.escape(row['label'])}"
+            + (f" ({html.escape(row['class_name'])})" if row.get("class_name") else "")
+            + f"<br><small>{html.escape(str(row['image']))}</small>"
             "</figcaption></figure>"
         )
     failed = "".join(f"<li>{html.escape(str(item['image']))}: {html.escape(item['error'])}</li>" for item in failures)

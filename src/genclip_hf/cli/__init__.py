@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from ..predict import ModelUnavailableError
 from ..storage import OutputFolderLockedError
-from . import convert, data, evaluate, predict, publish, train
+from . import calibrate, convert, data, demo, evaluate, export, predict, publish, train
 
 USER_ERRORS = (ValueError, OSError, ModelUnavailableError, OutputFolderLockedError)
 """Errors that describe a bad input and print as one line."""
@@ -30,14 +30,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog="genclip", description=__doc__.splitlines()[0])
     parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     subparsers = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
-    for command in (predict, evaluate, train, data, publish, convert):
+    for command in (predict, evaluate, calibrate, train, data, publish, convert, export, demo):
         command.register(subparsers)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `genclip` console script; returns the process exit status."""
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exit_request:
+        return int(exit_request.code or 0)
     try:
         return int(args.handler(args) or 0)
     except USER_ERRORS as error:

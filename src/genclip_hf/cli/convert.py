@@ -14,11 +14,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--clip", default="openai/clip-vit-large-patch14-336", help="the CLIP it was trained on (Hub id or folder)"
     )
     anomalyclip.add_argument("--out", required=True, help="output folder (config.json, model.safetensors, processor)")
+    anomalyclip.add_argument("--tokenizer", help="CLIP tokenizer folder or Hub id (default: the CLIP's)")
+    anomalyclip.add_argument("--feature-layers", type=int, nargs="+", help="test-time layers (default: 6 12 18 24)")
+    anomalyclip.add_argument("--image-size", type=int, help="model input side (default: 518)")
+    anomalyclip.add_argument("--dpam-start-layer", type=int, help="first V-V block (default: depth // 4)")
     anomalyclip.set_defaults(handler=run_anomalyclip)
 
 
 def run_anomalyclip(args: argparse.Namespace) -> int:
     from ..convert_anomalyclip import convert_anomalyclip_checkpoint
 
-    print(f"wrote {convert_anomalyclip_checkpoint(args.checkpoint, args.clip, args.out)}")
+    names = ("feature_layers", "image_size", "dpam_start_layer")
+    overrides = {name: getattr(args, name) for name in names if getattr(args, name) is not None}
+    print(convert_anomalyclip_checkpoint(args.checkpoint, args.clip, args.out, args.tokenizer, **overrides))
     return 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..data.sources import SOURCES
-from .options import add_model_arguments, batch_size, detection_settings
+from .options import add_model_arguments, add_precision_arguments, batch_size, detection_settings, precision_options
 
 
 def non_negative(text: str) -> int:
@@ -49,34 +49,58 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--no-resume", action="store_true", help="recompute classes that were already saved")
     parser.add_argument(
+        "--k-shot", type=batch_size, metavar="K", help="few-shot: K normal references per class from the train split"
+    )
+    parser.add_argument(
+        "--seeds", type=int, nargs="+", default=[0], help="--k-shot only: one evaluation per seed (default: 0)"
+    )
+    parser.add_argument(
         "--heatmaps-per-class", type=non_negative, default=3, help="pictures per kind (detected, missed, false alarm)"
     )
     add_model_arguments(parser)
+    add_precision_arguments(parser)
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from ..data.sources import open_dataset
-    from ..evaluation import evaluate_benchmark
+    from ..evaluation import evaluate_benchmark, evaluate_k_shot
     from ..metrics.reports import dataset_row_markdown
     from ..predict import load_detector
 
     settings = detection_settings(args)
-    dataset = open_dataset(args.root, args.benchmark, args.split, args.classes, args.variant)
-    detector = load_detector(args.model, device=args.device)
     dataset_name = args.dataset_name or args.benchmark
-    result = evaluate_benchmark(
-        detector,
-        dataset,
-        args.out,
-        classes=args.classes,
-        batch_size=args.batch_size,
-        aupro_mode=args.aupro_mode,
-        resume=not args.no_resume,
-        heatmaps_per_class=args.heatmaps_per_class,
-        split=args.split,
-        dataset_name=dataset_name,
+    options = {
+        "batch_size": args.batch_size,
+        "aupro_mode": args.aupro_mode,
+        "resume": not args.no_resume,
+        "heatmaps_per_class": args.heatmaps_per_class,
         **settings,
+    }
+    if args.k_shot is not None:
+        detector = load_detector(args.model, device=args.device, **precision_options(args))
+        summary = evaluate_k_shot(
+            detector,
+            args.benchmark,
+            args.root,
+            args.out,
+            args.k_shot,
+            args.seeds,
+            args.classes,
+            dataset_name,
+            **options,
+        )
+        mean = summary["mean"]
+        print(
+            f"{args.k_shot}-shot over seeds {args.seeds}: pixel AUROC "
+            f"{_percent(mean['pixel_auroc'])}, image AUROC {_percent(mean['image_auroc'])}; see {args.out}/k_shot.md"
+        )
+        return 0
+    dataset = open_dataset(args.root, args.benchmark, args.split, args.classes, args.variant)
+    class_names = list(dict.fromkeys(dataset["class_name"]))
+    detector = load_detector(args.model, device=args.device, class_names=class_names, **precision_options(args))
+    result = evaluate_benchmark(
+        detector, dataset, args.out, classes=args.classes, split=args.split, dataset_name=dataset_name, **options
     )
     print(dataset_row_markdown(result.results, dataset_name), end="")
     skipped = len(result.skipped)
@@ -86,3 +110,10 @@ def run(args: argparse.Namespace) -> int:
         + f"; see {result.out_dir / 'report.md'}"
     )
     return 0
+
+
+def _percent(value: dict) -> str:
+    """`mean ± std` of a k-shot summary entry, in percent."""
+    if value["mean"] is None:
+        return "n/a"
+    return f"{100 * value['mean']:.1f} ± {100 * value['std']:.1f}"

@@ -26,6 +26,28 @@ def add_model_arguments(parser: argparse.ArgumentParser, default_model: bool = T
     add_setting_arguments(parser, DETECTION_SETTINGS, "detection settings (default: the model's config)")
 
 
+def add_precision_arguments(parser: argparse.ArgumentParser) -> None:
+    """`--precision` and `--compile`: the fast inference paths of `load_detector` (pass [`precision_options`])."""
+    from ..export.torch_fast import PRECISIONS
+
+    group = parser.add_argument_group("speed")
+    group.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="fp32",
+        help="fp32 (exact, default); int8 = the faster int8 path (onnxruntime; a torch checkpoint is exported first), "
+        "int8-onnx, int8-torch (CPU); fp16/bf16 (CUDA). An exported folder runs fp32 or int8.",
+    )
+    group.add_argument(
+        "--compile", action="store_true", help="torch.compile the vision blocks (torch models; eager where it fails)"
+    )
+
+
+def precision_options(args: argparse.Namespace) -> dict:
+    """`load_detector` keyword arguments of [`add_precision_arguments`]' flags."""
+    return {"precision": args.precision, "compile": args.compile}
+
+
 def detection_settings(args: argparse.Namespace) -> dict:
     """The detection settings given on the command line, validated."""
     return settings_from_arguments(args, DETECTION_SETTINGS)
@@ -47,4 +69,13 @@ def decision(name: str, args: argparse.Namespace) -> float | None:
     return settings_from_arguments(args, (name,)).get(name)
 
 
-__all__ = ["DETECTION_SETTINGS", "SettingError", "add_model_arguments", "batch_size", "decision", "detection_settings"]
+__all__ = [
+    "DETECTION_SETTINGS",
+    "SettingError",
+    "add_model_arguments",
+    "add_precision_arguments",
+    "batch_size",
+    "decision",
+    "detection_settings",
+    "precision_options",
+]

@@ -6,7 +6,14 @@ import argparse
 import sys
 
 from ..settings import add_setting_arguments
-from .options import add_model_arguments, batch_size, decision, detection_settings
+from .options import (
+    add_model_arguments,
+    add_precision_arguments,
+    batch_size,
+    decision,
+    detection_settings,
+    precision_options,
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -20,8 +27,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", required=True, help="output folder (heatmaps/, scores.csv, scores.json, index.html)")
     parser.add_argument("--class-name", help="class name of the images (default: the method's generic prompt)")
     parser.add_argument("--batch-size", type=batch_size, default=1, help="images per forward pass (default: 1)")
+    parser.add_argument("--reference", metavar="DIR", help="few-shot: a folder of normal images of the same class")
+    parser.add_argument(
+        "--no-calibration", action="store_true", help="ignore the model folder's calibration.json (genclip calibrate)"
+    )
     add_setting_arguments(parser, ("threshold", "score_threshold"), "decisions")
     add_model_arguments(parser)
+    add_precision_arguments(parser)
     parser.set_defaults(handler=run)
 
 
@@ -38,7 +50,16 @@ def run(args: argparse.Namespace) -> int:
     search = find_images(args.paths, exclude=[args.out])
     if not search.images:
         raise FileNotFoundError(f"no images found under {' '.join(args.paths)}")
-    detector = load_detector(args.model, device=args.device)
+    references = None
+    if args.reference is not None:
+        references = find_images([args.reference], exclude=[args.out]).images
+        if not references:
+            raise FileNotFoundError(f"--reference {args.reference}: no normal images found there")
+    options_of_the_model = {"calibration": False} if args.no_calibration else {}
+    class_names = [args.class_name] if args.class_name else ()
+    detector = load_detector(
+        args.model, device=args.device, class_names=class_names, **precision_options(args), **options_of_the_model
+    )
     report = predict_files(
         detector,
         search.images,
@@ -46,6 +67,7 @@ def run(args: argparse.Namespace) -> int:
         class_name=args.class_name,
         batch_size=args.batch_size,
         skipped=search.skipped,
+        reference_images=references,
         **options,
     )
     print(f"{len(report.rows)} images scored, {len(report.failures)} skipped; see {report.out_dir / 'index.html'}")

@@ -38,6 +38,10 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--eval-benchmark and --eval-root go together: give both or neither.")
     if args.eval_root is not None and not Path(args.eval_root).exists():
         raise FileNotFoundError(f"--eval-root {args.eval_root} does not exist.")
+    if args.push_to_hub is not None and args.method != "genclip":
+        raise ValueError(
+            f"--push-to-hub publishes GenCLIP checkpoints only (with their model card), not {args.method}."
+        )
     output = train(TrainingArguments.from_namespace(args))
     if not PartialState().is_main_process:
         return 0

@@ -19,7 +19,7 @@ from ..data.rows import RowDecodeError, decode_row, undecoded
 from ..metrics import FPR_LIMIT, AnomalyMetricAccumulator, UndefinedMetricWarning
 from ..processing_anomaly_detection import resize_mask
 from ..storage import safe_file_name, slug
-from ..visualization import overlay_heatmap
+from ..visualization import overlay_heatmap, plot_pro_curve, plot_roc_curves, plot_score_histogram
 
 logger = logging.getLogger(__name__)
 
@@ -49,15 +49,18 @@ def evaluate_class(
     heatmap_dir: Path,
     heatmaps_per_class: int,
     settings: dict[str, Any],
+    curve_dir: Path | None = None,
+    reference_images: list | None = None,
 ) -> dict[str, Any]:
     """Run `detector` (an anomaly-detection pipeline) over one class's rows.
 
-    Maps are taken at the model input size and ground-truth masks resized there with nearest neighbour.
+    Maps are taken at the model input size and ground-truth masks resized there with nearest neighbour. With
+    `reference_images` (normal images of the class), the detector runs in its few-shot mode.
 
     Returns:
         The class record: counts, the metrics (`pixel_auroc`, `aupro_exact`, `aupro_anomalyclip`, `image_auroc`,
-        `image_ap`; `None` when undefined, with the reason in `undefined`), the heatmaps written, the map range, and
-        `skipped` rows (path and error).
+        `image_ap`; `None` when undefined, with the reason in `undefined`), the heatmaps written, the map range, the
+        curve pictures written to `curve_dir` (ROC, PRO, score histogram), and `skipped` rows (path and error).
     """
     accumulator = AnomalyMetricAccumulator(aupro_mode="exact", fpr_limit=FPR_LIMIT)
     examples: dict[str, list[_Example]] = {kind: [] for kind in HEATMAP_KINDS}
@@ -71,8 +74,9 @@ def evaluate_class(
             if not batch:
                 continue
             indices, images, masks, labels, paths = zip(*batch, strict=True)
+            extra = {"reference_images": reference_images} if reference_images else {}
             outputs = detector(
-                list(images), class_name=class_name, batch_size=batch_size, map_at_model_size=True, **settings
+                list(images), class_name=class_name, batch_size=batch_size, map_at_model_size=True, **settings, **extra
             )
             anomaly_maps = np.stack([output["anomaly_map"] for output in outputs]).astype(np.float32, copy=False)
             scores = np.array([output["score"] for output in outputs], dtype=np.float64)
@@ -87,6 +91,7 @@ def evaluate_class(
         raise ValueError(f"No image of class {class_name!r} could be read, e.g. {skipped[0]['error']}")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UndefinedMetricWarning)
+        curves = _write_curves(accumulator, class_name, curve_dir) if curve_dir is not None else []
         exact = accumulator.compute()
         accumulator.aupro_mode = "anomalyclip"
         anomalyclip = accumulator.compute()
@@ -110,6 +115,7 @@ def evaluate_class(
         "undefined": undefined,
         "heatmaps": _write_heatmaps(examples, raw_rows, heatmap_dir, tuple(map_range), heatmaps_per_class),
         "heatmap_range": map_range,
+        "curves": curves,
         "skipped": skipped,
     }
 
@@ -195,6 +201,21 @@ def _write_heatmaps(
                 {"kind": kind, "rank": rank, "image_path": str(image_path), "score": example.score, "file": str(path)}
             )
     return written
+
+
+def _write_curves(accumulator: AnomalyMetricAccumulator, class_name: str, curve_dir: Path) -> list[dict[str, str]]:
+    """The class's image and pixel ROC curves, PRO curve and score histogram as PNGs."""
+    maps, masks, scores, labels = accumulator.class_arrays(class_name)
+    labels = labels.astype(bool)
+    title = f"{class_name}: "
+    written = [
+        plot_roc_curves(
+            scores, labels, curve_dir / "roc.png", anomaly_maps=maps, masks=masks, title=title + "ROC curves"
+        ),
+        plot_pro_curve(maps, masks, curve_dir / "pro.png", fpr_limit=FPR_LIMIT, title=title + "PRO curve"),
+        plot_score_histogram(scores[~labels], scores[labels], curve_dir / "scores.png", title=title + "image scores"),
+    ]
+    return [{"kind": path.stem, "file": str(path)} for path in written]
 
 
 def _finite_or_none(value: float) -> float | None:

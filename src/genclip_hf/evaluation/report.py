@@ -12,10 +12,9 @@ import numpy as np
 from ..metrics import FPR_LIMIT, METRIC_NAMES
 from ..metrics.reports import (
     PER_CLASS_TABLES,
-    canonical_dataset_name,
     comparison_markdown,
     dataset_row_markdown,
-    paper_results,
+    paper_dataset_name,
     per_class_markdown,
     write_comparison,
     write_dataset_row,
@@ -96,7 +95,7 @@ def write_reports(
     """Writes the tables (Markdown, CSV, JSON), the paper comparison when there is one, results.json and report.md."""
     files = write_per_class_table(results, out_dir / "per_class")
     files += write_dataset_row(results, dataset_name, out_dir / "dataset_row")
-    paper_name = canonical_dataset_name(dataset_name)
+    paper_name = paper_dataset_name(dataset_name)
     in_paper = paper_name in PER_CLASS_TABLES
     paper_protocol = combine_records(saved, "anomalyclip")
     if in_paper:
@@ -138,15 +137,11 @@ def write_reports(
             "",
             comparison_markdown(paper_protocol, dataset_name),
         ]
-        paper_classes = [
-            row for row in paper_results(table=PER_CLASS_TABLES[paper_name]) if row["class_name"] != "mean"
-        ]
-        if len(results["per_class"]) < len(paper_classes):
-            lines += [
-                f"Classes evaluated: {len(results['per_class'])} of the paper's {len(paper_classes)}, so the Mean "
-                "rows are not comparable.",
-                "",
-            ]
+    lines += ["## Curves", "", "Per class: ROC (image and pixel), PRO up to the FPR limit, image-score histogram.", ""]
+    for class_name, record in saved.items():
+        links = ", ".join(f"[{item['kind']}]({item['file']})" for item in record.get("curves", []))
+        lines.append(f"- {class_name}: {links or 'none'}")
+    lines.append("")
     lines += [
         "## Heatmaps",
         "",

@@ -10,6 +10,7 @@ Output folder:
     run.json                         the run's identity (model, config, settings, protocol) and key
     classes/<class>.<run key>.json   one class's results, written (atomically) as soon as the class finishes
     heatmaps/<run key>/<class>/*.png detected / missed / false-alarm examples (image | overlay, GT contour in white)
+    curves/<run key>/<class>/*.png   ROC curves (image and pixel), PRO curve and score histogram
     per_class.{md,csv,json}          paper Tables 4-9 format
     dataset_row.{md,csv,json}        paper Table 1 format
     comparison_with_paper.{md,csv,json}   when the benchmark is one of the paper's (PRO in the anomalyclip mode)
@@ -29,6 +30,7 @@ from typing import Any, Literal
 import datasets
 
 from ..data.sources import open_dataset
+from ..images import to_rgb_image
 from ..metrics import AUPRO_MODES
 from ..predict import check_prediction_options
 from ..storage import RunLock, atomic_write_json, json_digest, slug
@@ -80,6 +82,7 @@ def evaluate_benchmark(
     split: str = "test",
     variant: str | None = None,
     dataset_name: str | None = None,
+    references: dict[str, list[str]] | None = None,
     **settings: Any,
 ) -> EvaluationResult:
     """Evaluates `detector` class by class and writes the tables, reports and heatmaps to `out_dir`.
@@ -95,6 +98,8 @@ def evaluate_benchmark(
         heatmaps_per_class: pictures per heatmap kind (`HEATMAP_KINDS`) and class; 0 writes none.
         split, variant: data options for the `(source, root)` form.
         dataset_name: dataset name in the tables; default: the source name, else `"dataset"`.
+        references: few-shot: class name -> paths of normal reference images (see `evaluation.k_shot`); part of
+            the run key.
         settings: the model's detection settings; default: its config.
 
     Raises:
@@ -116,6 +121,8 @@ def evaluate_benchmark(
 
     out_dir = Path(out_dir)
     run = run_identity(detector, settings)
+    if references:
+        run["references"] = {name: [str(path) for path in paths] for name, paths in references.items()}
     run_key = json_digest(run)[:12]
     result = EvaluationResult(out_dir=out_dir, results={})
     with RunLock(out_dir, "genclip-evaluate"):
@@ -141,7 +148,21 @@ def evaluate_benchmark(
                 continue
             started = time.perf_counter()
             heatmap_dir = out_dir / "heatmaps" / run_key / slug(class_name)
-            record = evaluate_class(detector, rows, class_name, batch_size, heatmap_dir, heatmaps_per_class, settings)
+            curve_dir = out_dir / "curves" / run_key / slug(class_name)
+            class_references = (references or {}).get(class_name)
+            if references and not class_references:
+                raise ValueError(f"references has no normal images for class {class_name!r}.")
+            record = evaluate_class(
+                detector,
+                rows,
+                class_name,
+                batch_size,
+                heatmap_dir,
+                heatmaps_per_class,
+                settings,
+                curve_dir,
+                [to_rgb_image(path, str(path)) for path in class_references] if class_references else None,
+            )
             record.update(
                 class_name=class_name,
                 run_key=run_key,

@@ -75,6 +75,15 @@ class AnomalyMetricAccumulator:
     def __len__(self) -> int:
         return sum(sum(len(scores) for scores in records.scores) for records in self._records.values())
 
+    def class_arrays(self, class_name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Everything stored for one class: maps `(N, H, W)` float32, masks `(N, H, W)` bool, scores `(N,)`, labels
+        `(N,)` (for curves and pictures of the class)."""
+        if class_name not in self._records:
+            raise ValueError(f"class_name {class_name!r} has no samples; the accumulator has {self.class_names}.")
+        records = self._records[class_name]
+        records.consolidate()
+        return records.anomaly_maps[0], records.masks[0], records.scores[0], records.labels[0]
+
     @property
     def class_names(self) -> list[str]:
         """Classes in order of first appearance."""

@@ -35,7 +35,8 @@ class TrainingArguments:
         clip_model: Hub id or folder of the CLIP backbone.
         init_from: a saved checkpoint of `method` whose weights the run starts from (instead of a fresh model on
             `clip_model`).
-        epochs, batch_size, learning_rate: training length, global batch (split across processes) and Adam's rate.
+        epochs, batch_size: training length and global batch (split across processes).
+        learning_rate: Adam's rate; default: the method's (`training_defaults`; GenCLIP 4e-5, AnomalyCLIP 1e-3).
         adam_betas: Adam's `(beta1, beta2)`; (0.5, 0.999) as in the AnomalyCLIP and AdaCLIP training code.
         image_size: model input side (default: the method's, 518 for the paper's methods). Away from 518, `sigma`,
             `top_n1` and `top_n2` are scaled with the map (side for sigma, area for N1/N2) unless set in
@@ -63,7 +64,7 @@ class TrainingArguments:
     init_from: str | None = None
     epochs: int = 15
     batch_size: int = 8
-    learning_rate: float = 4e-5
+    learning_rate: float | None = None
     adam_betas: tuple[float, float] = (0.5, 0.999)
     image_size: int | None = None
     feature_layers: list[int] | None = None
@@ -86,6 +87,8 @@ class TrainingArguments:
             _check_integer("image_size", self.image_size, minimum=1)
         _check_integer("num_workers", self.num_workers, minimum=0)
         _check_integer("seed", self.seed, minimum=0)
+        if self.learning_rate is None:
+            self.learning_rate = self.method_class.training_defaults.get("learning_rate", 4e-5)
         if isinstance(self.learning_rate, bool) or not isinstance(self.learning_rate, (int, float)):
             raise ValueError(f"learning_rate must be a positive number, got {self.learning_rate!r}.")
         if not math.isfinite(self.learning_rate) or self.learning_rate <= 0:
@@ -194,7 +197,9 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> argparse.Argument
     optimisation = parser.add_argument_group("optimisation (paper defaults)")
     optimisation.add_argument("--epochs", type=int, default=15, help="default: 15")
     optimisation.add_argument("--batch-size", type=int, default=8, help="global batch, split across processes (8)")
-    optimisation.add_argument("--learning-rate", type=float, default=4e-5, help="Adam learning rate (default: 4e-5)")
+    optimisation.add_argument(
+        "--learning-rate", type=float, help="Adam learning rate (default: the method's; GenCLIP 4e-5, AnomalyCLIP 1e-3)"
+    )
     optimisation.add_argument(
         "--adam-betas", type=float, nargs=2, default=(0.5, 0.999), metavar=("B1", "B2"), help="default: 0.5 0.999"
     )

@@ -24,13 +24,12 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils import gather_object
 from huggingface_hub import constants
-from PIL import Image
 from safetensors.torch import load_file, save
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel
 
-from ..images import to_rgb_image
+from ..images import image_content_hash, to_rgb_image
 from ..processing_anomaly_detection import AnomalyDetectionProcessor
 from ..storage import atomic_write_bytes
 
@@ -59,14 +58,6 @@ def backbone_fingerprint(model: PreTrainedModel) -> str:
         for name, tensor in sorted(module.state_dict().items()):
             digest.update(f"{prefix}.{name}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
             digest.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()
-
-
-def image_content_hash(image: Image.Image) -> str:
-    """SHA-256 of an image's decoded RGB pixels and size (independent of file name and encoding)."""
-    rgb = image.convert("RGB")
-    digest = hashlib.sha256(f"{rgb.width}x{rgb.height}".encode())
-    digest.update(rgb.tobytes())
     return digest.hexdigest()
 
 
@@ -264,5 +255,4 @@ __all__ = [
     "default_feature_cache_dir",
     "fill_feature_cache",
     "format_bytes",
-    "image_content_hash",
 ]
