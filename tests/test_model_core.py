@@ -94,6 +94,41 @@ def test_layer_features_and_image_embeds_match_stock_clip(tiny_model, tiny_proce
     assert torch.allclose(vision.image_embeds, stock_embeds.pooler_output, atol=1e-5)
 
 
+def bilinear_resize(grid: np.ndarray, size: int) -> np.ndarray:
+    """`(n, n, D)` -> `(size, size, D)` bilinear with half-pixel centres (`align_corners=False`), edges clamped."""
+    source = np.clip((np.arange(size) + 0.5) * grid.shape[0] / size - 0.5, 0, None)
+    low = np.floor(source).astype(int)
+    high = np.minimum(low + 1, grid.shape[0] - 1)
+    weight = (source - low)[:, None]
+    rows = grid[low] * (1 - weight[..., None]) + grid[high] * weight[..., None]
+    return rows[:, low] * (1 - weight[None]) + rows[:, high] * weight[None]
+
+
+@pytest.mark.parametrize("mode", ["bicubic", "bilinear"])
+def test_position_interpolation_setting_reaches_the_vision_pass(tiny_clip_dir, mode):
+    """At 96 px (12x12 grid, the tower was trained at 8x8) layer 1 is computed with the configured position table:
+    bilinear by hand in numpy, bicubic as HF's `interpolate_pos_encoding`."""
+    model = GenCLIPModel.from_clip(
+        str(tiny_clip_dir), feature_layers=[1, 2], image_size=96, position_interpolation=mode
+    ).eval()
+    pixel_values = torch.randn(1, 3, 96, 96, generator=torch.Generator().manual_seed(0))
+    vision = model.clip.vision_model
+    table = vision.embeddings.position_embedding.weight.detach().numpy()
+    with torch.no_grad():
+        ours = model.encode_image(pixel_values).layer_features[:, 0]
+        if mode == "bicubic":
+            expected = vision(pixel_values, interpolate_pos_encoding=True, output_hidden_states=True).hidden_states[1]
+        else:
+            patches = vision.embeddings.patch_embedding(pixel_values).flatten(2).transpose(1, 2)
+            grid = bilinear_resize(table[1:].reshape(8, 8, -1), 12).reshape(144, -1)
+            positions = torch.from_numpy(np.concatenate([table[:1], grid]).astype(np.float32))
+            tokens = torch.cat([vision.embeddings.class_embedding.expand(1, 1, -1), patches], dim=1) + positions
+            expected = vision.encoder.layers[0](vision.pre_layrnorm(tokens), None)
+            expected = expected[0] if isinstance(expected, tuple) else expected
+    assert ours.shape == (1, 145, 48)
+    assert torch.allclose(ours, expected, atol=1e-5)
+
+
 def test_vision_pass_stops_after_the_last_needed_layer(tiny_model, tiny_processor):
     calls = []
     hook = tiny_model.clip.vision_model.encoder.layers[3].register_forward_hook(lambda *_: calls.append(1))
@@ -177,6 +212,33 @@ def test_training_step_updates_exactly_the_learnable_parameters(tiny_model, tiny
         if parameter.requires_grad:
             assert not torch.equal(parameter, learnable_before[name]), name
     assert not model.clip.training
+
+
+@pytest.mark.parametrize("dice_smooth", [1.0, 0.0])
+def test_dice_smooth_setting_reaches_the_loss(tiny_model, tiny_processor, dice_smooth):
+    """On a batch of normal images the layer loss moves with `config.dice_smooth` by exactly the dice terms, by hand:
+    anomaly channel `1 - s / (sum p1 + s)` (1 when s = 0), normal channel `1 - (2 sum p0 + s) / (sum p0 + HW + s)`."""
+    inputs = tiny_processor(images=sample_images(), class_names="pcb", masks=[None, None])
+    tiny_model.config.dice_smooth = 1.0
+    with torch.no_grad():
+        reference = tiny_model(**inputs)
+        tiny_model.config.dice_smooth = dice_smooth
+        output = tiny_model(**inputs)
+    maps = reference.layer_maps.double().numpy()
+    anomaly_sum = maps[:, :, 1].sum(axis=(2, 3))
+    normal_sum = maps[:, :, 0].sum(axis=(2, 3))
+    pixels = maps.shape[-1] * maps.shape[-2]
+
+    def dice_terms(smooth: float) -> np.ndarray:
+        anomaly = 1 - smooth / (anomaly_sum + (smooth or 1e-5))
+        normal = 1 - (2 * normal_sum + smooth) / (normal_sum + pixels + (smooth or 1e-5))
+        return (anomaly + normal).mean(axis=0)
+
+    expected_shift = dice_terms(dice_smooth) - dice_terms(1.0)
+    shift = (output.layer_loss - reference.layer_loss).double().numpy()
+    assert np.allclose(shift, expected_shift, atol=1e-5)
+    if dice_smooth == 0.0:
+        assert (expected_shift > 2e-4).all()  # well above the tolerance: the check can see the setting
 
 
 def test_query_text_cache_follows_parameter_updates(tiny_model):

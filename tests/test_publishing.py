@@ -26,6 +26,7 @@ UPLOAD_FILES = [
     "calibration.py",
     "class_names.py",
     "clip_backbone.py",
+    "clip_detector.py",
     "config.json",
     "configuration_genclip.py",
     "detection.py",

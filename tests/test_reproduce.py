@@ -179,6 +179,32 @@ def check_table1(rows: list[dict]) -> None:
             assert row["pixel_auroc_diff"] == pytest.approx(difference, abs=0.011)
 
 
+def independent_metrics(model_dir: Path, benchmark: str, root: str) -> dict[str, float]:
+    """Mean per-class pixel and image AUROC (percent) of a saved model on a benchmark, computed apart from `genclip
+    evaluate`: the pipeline's maps at the model input size, masks resized with PIL's nearest neighbour, sklearn's
+    AUROC."""
+    from sklearn.metrics import roc_auc_score
+    from transformers import pipeline
+
+    from genclip_hf.data import load_benchmark
+
+    detector = pipeline("anomaly-detection", model=str(model_dir))
+    per_class: dict[str, list[tuple[np.ndarray, np.ndarray, float, int]]] = {}
+    for row in load_benchmark(benchmark, root):
+        result = detector(row["image"], class_name=row["class_name"], map_at_model_size=True)
+        size = result["anomaly_map"].shape
+        mask = np.zeros(size, bool)
+        if row["mask"] is not None:
+            mask = np.asarray(row["mask"].resize(size[::-1], Image.Resampling.NEAREST)) > 0
+        per_class.setdefault(row["class_name"], []).append((result["anomaly_map"], mask, result["score"], row["label"]))
+    pixel, image = [], []
+    for items in per_class.values():
+        maps, masks, scores, labels = zip(*items, strict=True)
+        pixel.append(roc_auc_score(np.stack(masks).ravel(), np.stack(maps).ravel()))
+        image.append(roc_auc_score(labels, scores))
+    return {"pixel_auroc": 100 * float(np.mean(pixel)), "image_auroc": 100 * float(np.mean(image))}
+
+
 def test_dry_run_prints_the_commands(tmp_path: Path) -> None:
     lines = dry_run("table1", "--out", str(tmp_path / "runs"), "--methods", "genclip")
     assert [line.split()[1] for line in lines] == ["train", "evaluate", "train"] + ["evaluate"] * 5
@@ -217,6 +243,30 @@ def test_table1_dry_run_has_every_method(tmp_path: Path) -> None:
     assert "--benchmark mvtec " in lines[0] and "--out reproduce_runs/table1/anomalyclip/mvtec " in lines[0]
 
 
+def test_ablation_options_reach_training_and_keep_runs_apart(tmp_path: Path) -> None:
+    """DESIGN §1's open choices: config fields go to GenCLIP as `--config`, optimisation flags to every trained
+    method; models and results of an ablation live in folders named after it, never in the default run's."""
+    ablations = ["--text-prompt-position", "before_eot", "--position-interpolation", "bilinear", "--dice-smooth", "0"]
+    ablations += ["--adam-betas", "0.9", "0.98", "--mixed-precision", "bf16", "--learning-rate", "1e-3"]
+    lines = dry_run("table1", "--out", str(tmp_path), "--methods", "genclip", "coop", *ablations)
+    tag = "adam_betas=0.9,0.98-mixed_precision=bf16"
+    genclip_training = next(line for line in lines if line.startswith("genclip train --benchmark visa"))
+    config = (
+        "--config text_prompt_position=before_eot --config position_interpolation=bilinear --config dice_smooth=0.0"
+    )
+    assert config in genclip_training
+    assert "--learning-rate 0.001 --adam-betas 0.9 0.98 --mixed-precision bf16" in genclip_training
+    assert "models/visa-text_prompt_position=before_eot-position_interpolation=bilinear-dice_smooth=0.0-" in (
+        genclip_training
+    )
+    coop_training = next(line for line in lines if line.startswith("genclip train --method coop"))
+    assert "--config" not in coop_training and f"models/coop-visa-learning_rate=0.001-{tag} " in coop_training
+    evaluations = [line for line in lines if line.startswith("genclip evaluate")]
+    assert evaluations and all(f"{tmp_path}/table1-text_prompt_position=before_eot-" in line for line in evaluations)
+    default_training = dry_run("table1", "--out", str(tmp_path), "--methods", "genclip")[0]
+    assert "--config" not in default_training and f"--output-dir {tmp_path}/models/visa --resume" in default_training
+
+
 def test_missing_root_is_named(tmp_path: Path) -> None:
     completed = subprocess.run(
         [sys.executable, str(SCRIPTS_DIR / "table3.py"), "--visa", str(tmp_path), "--out", str(tmp_path / "runs")],
@@ -248,7 +298,13 @@ def test_every_script_end_to_end(stand_ins: dict[str, str], tiny_anomalyclip: Pa
 
     baselines = ["--winclip-clip-model", stand_ins["--clip-model"], "--anomalyclip-checkpoint", str(tiny_anomalyclip)]
     run_script("table1", options, *TINY_OPTIONS, *baselines)
-    check_table1(table(out, "table1"))
+    rows = table(out, "table1")
+    check_table1(rows)
+    genclip_btad = next(row for row in rows if (row["dataset"], row["method"]) == ("BTAD", "GenCLIP"))
+    expected = independent_metrics(out / "models" / "mvtec", "btad", stand_ins["--btad"])
+    for metric, value in expected.items():
+        assert genclip_btad[f"{metric}_ours"] == pytest.approx(value, abs=0.006), metric
+        assert genclip_btad[f"{metric}_paper"] == paper_results(1, "BTAD", "GenCLIP")[0][metric]
     assert "## In the paper's layout" in (out / "table1" / "results.md").read_text()
     assert (out / "table1" / "visa" / "comparison_with_paper.md").is_file()
     assert (out / "models" / "mvtec" / "training_log.json").is_file()

@@ -294,3 +294,39 @@ def test_train_anomalyclip_with_the_same_loop(tmp_path, tiny_clip_dir, synthetic
     assert trained and not any(name.startswith("clip.") for name in trained)
     detector = pipeline("anomaly-detection", model=arguments.output_dir)
     assert detector(Image.new("RGB", (40, 30), (90, 120, 40)))["anomaly_map"].shape == (30, 40)
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected_betas", "expected_autocast"),
+    [({}, (0.5, 0.999), False), ({"adam_betas": (0.9, 0.98), "mixed_precision": "bf16"}, (0.9, 0.98), True)],
+    ids=["defaults", "alternatives"],
+)
+def test_optimizer_betas_and_autocast_reach_the_step(
+    tmp_path, tiny_clip_dir, synthetic_root, monkeypatch, changes, expected_betas, expected_autocast
+):
+    """The Adam the loop builds carries the run's betas, and the loss runs under autocast only when asked."""
+    optimizers: list[torch.optim.Adam] = []
+    real_adam = torch.optim.Adam
+
+    def recording_adam(*args, **kwargs) -> torch.optim.Adam:
+        optimizers.append(real_adam(*args, **kwargs))
+        return optimizers[-1]
+
+    autocast_seen: list[tuple[bool, torch.dtype]] = []
+    real_loss = GenCLIPModel.training_loss
+
+    def recording_loss(self, *args, **kwargs):
+        autocast_seen.append((torch.is_autocast_enabled("cpu"), torch.get_autocast_dtype("cpu")))
+        return real_loss(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim, "Adam", recording_adam)
+    monkeypatch.setattr(GenCLIPModel, "training_loss", recording_loss)
+    arguments = tiny_arguments(tmp_path, tiny_clip_dir, synthetic_root, "precision", epochs=1, **changes)
+    train(arguments)
+    assert len(optimizers) == 1
+    assert optimizers[0].param_groups[0]["betas"] == expected_betas
+    assert autocast_seen and {enabled for enabled, _ in autocast_seen} == {expected_autocast}
+    if expected_autocast:
+        assert {dtype for _, dtype in autocast_seen} == {torch.bfloat16}
+    log = json.loads((tmp_path / "precision" / "training_log.json").read_text())
+    assert log["arguments"]["adam_betas"] == str(expected_betas)

@@ -3,9 +3,9 @@ running them (or printing them with `--dry-run`) and result tables beside the pa
 
 Layout under `--out` (default `reproduce_runs/`), shared by all scripts so that a model is trained once:
 
-    models/<training benchmark>[-<variant>]/      `genclip train` outputs (resumable)
-    <script>/<evaluation>/                         `genclip evaluate` outputs (resumable, per class)
-    <script>/results.{md,csv,json}                 the script's table: ours, the paper's and the difference
+    models/<training benchmark>[-<variant>][-<ablations>]/ `genclip train` outputs (resumable)
+    <script>[-<ablations>]/<evaluation>/                  `genclip evaluate` outputs (resumable, per class)
+    <script>[-<ablations>]/results.{md,csv,json}          the script's table: ours, the paper's and the difference
 
 Every evaluation uses the `anomalyclip` AUPRO protocol, the one behind the paper's PRO numbers.
 """
@@ -25,6 +25,7 @@ from typing import Any
 
 from genclip_hf.benchmark_registry import BENCHMARK_REGISTRY
 from genclip_hf.metrics.reports import METRIC_HEADERS, paper_results
+from genclip_hf.training.arguments import MIXED_PRECISION_CHOICES
 
 METRICS = tuple(METRIC_HEADERS)
 PAPER_LAYERS = [6, 12, 18, 24]
@@ -32,6 +33,10 @@ PAPER_LAYERS = [6, 12, 18, 24]
 # training benchmark (MVTec-AD is evaluated with a model trained on VisA, every other dataset with one trained on
 # MVTec-AD) all come from the registry.
 BENCHMARKS = list(BENCHMARK_REGISTRY)
+# Ablations of DESIGN.md §1's open choices: GenCLIP config fields set with `--config KEY=VALUE`, and optimisation
+# flags of `genclip train` (every trained method). Unset, `genclip train` keeps its defaults (the references').
+CONFIG_ABLATIONS = ("text_prompt_position", "position_interpolation", "dice_smooth")
+TRAINING_ABLATIONS = ("learning_rate", "adam_betas", "mixed_precision")
 
 
 def paper_name(benchmark: str) -> str:
@@ -69,6 +74,15 @@ def build_parser(description: str, datasets: Sequence[str]) -> argparse.Argument
         "--feature-layers", type=int, nargs="+", default=PAPER_LAYERS, help="1-based vision layers (6 12 18 24)"
     )
     training.add_argument("--seed", type=int, default=0)
+    ablations = parser.add_argument_group(
+        "ablations of DESIGN.md §1's open choices (unset: genclip train's defaults; models go to a tagged folder)"
+    )
+    ablations.add_argument("--text-prompt-position", choices=["after_sot", "before_eot"], help="GenCLIP's [D] slot")
+    ablations.add_argument("--position-interpolation", choices=["bicubic", "bilinear"], help="position-table resize")
+    ablations.add_argument("--dice-smooth", type=float, help="dice smoothing s (0: Eq. 15 literally)")
+    ablations.add_argument("--learning-rate", type=float, help="Adam learning rate")
+    ablations.add_argument("--adam-betas", type=float, nargs=2, metavar=("B1", "B2"), help="Adam betas")
+    ablations.add_argument("--mixed-precision", choices=MIXED_PRECISION_CHOICES, help="training precision")
     run = parser.add_argument_group("run")
     run.add_argument("--out", default="reproduce_runs", help="models and results (default: reproduce_runs)")
     run.add_argument("--eval-batch-size", type=int, default=8, help="images per forward pass in evaluation")
@@ -89,7 +103,8 @@ class Reproduction:
     def __init__(self, args: argparse.Namespace, name: str):
         self.args = args
         self.out = Path(args.out)
-        self.results_dir = self.out / name
+        tag = self.ablations("genclip")[1]
+        self.results_dir = self.out / (f"{name}-{tag}" if tag else name)
         self._trained: set[Path] = set()
 
     def root(self, benchmark: str) -> str:
@@ -122,7 +137,8 @@ class Reproduction:
         --resume` continues an interrupted run and returns at once from a finished one. GenCLIP models live in
         `models/<benchmark>[-<variant>]`, other methods' in `models/<method>-<benchmark>` (they have no feature-layer
         choice)."""
-        name = benchmark + (f"-{variant}" if variant else "")
+        ablation_options, ablation_tag = self.ablations(method)
+        name = benchmark + "".join(f"-{part}" for part in (variant, ablation_tag) if part)
         model_dir = self.out / "models" / (name if method == "genclip" else f"{method}-{name}")
         if model_dir in self._trained:
             return model_dir
@@ -139,11 +155,29 @@ class Reproduction:
             "--image-size", str(self.args.image_size),
             *(["--feature-layers", *map(str, layers)] if layers else []),
             "--seed", str(self.args.seed),
+            *ablation_options,
             "--output-dir", str(model_dir),
             "--resume",
         ]  # fmt: skip
         self.run(command)
         return model_dir
+
+    def ablations(self, method: str) -> tuple[list[str], str]:
+        """`genclip train` options of the ablations given (config fields for GenCLIP only) and the tag naming them in
+        the model folder, e.g. `(["--config", "dice_smooth=0.0"], "dice_smooth=0.0")`; `([], "")` when none is."""
+        options: list[str] = []
+        tags: list[str] = []
+        for name in (CONFIG_ABLATIONS if method == "genclip" else ()) + TRAINING_ABLATIONS:
+            value = getattr(self.args, name)
+            if value is None:
+                continue
+            text = " ".join(map(str, value)) if isinstance(value, list) else str(value)
+            if name in CONFIG_ABLATIONS:
+                options += ["--config", f"{name}={text}"]
+            else:
+                options += ["--" + name.replace("_", "-"), *text.split()]
+            tags.append(f"{name}={text.replace(' ', ',')}")
+        return options, "-".join(tags)
 
     def clip_baseline(self) -> Path:
         """The training-free CLIP baseline on `--clip-model` at `--image-size`, saved with its processor to

@@ -61,6 +61,7 @@ _LOGGED_ARGUMENTS = {
     "gradient_accumulation_steps": 1,
     "seed": None,
     "mixed_precision": None,
+    "adam_betas": None,
 }
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
@@ -338,8 +339,10 @@ def _training_markdown(
         f"input {config.image_size}×{config.image_size} px.",
         f"- Learnable prompts: {config.n_state_tokens} normal and {config.n_state_tokens} abnormal state token(s), "
         f"{config.n_query_tokens} general query tokens, a deep text prompt of length {config.text_prompt_length} "
-        f"in {config.deep_prompt_depth} text layers; multi-layer vision prompts "
-        f"{'on' if config.use_vision_prompts else 'off'}.",
+        f"in {config.deep_prompt_depth} text layers (slot: {config.text_prompt_position.replace('_', ' ')}); "
+        f"multi-layer vision prompts {'on' if config.use_vision_prompts else 'off'}.",
+        f"- Position embeddings resized {config.position_interpolation} to the input grid; dice smoothing "
+        f"{config.dice_smooth:g} (0 is the paper's Eq. 15 literally).",
     ]
     learnable = _learnable_parameter_count(model_dir)
     if learnable is not None:
@@ -358,7 +361,8 @@ def _training_markdown(
     )
     value = {key: markdown_cell(arguments.get(key, default)) for key, default in _LOGGED_ARGUMENTS.items()}
     lines.append(
-        f"- Optimisation: Adam, learning rate {value['learning_rate']}, {value['epochs']} epochs, "
+        f"- Optimisation: Adam (betas {value['adam_betas']}), learning rate {value['learning_rate']}, "
+        f"{value['epochs']} epochs, "
         f"global batch {value['batch_size']}, gradient accumulation {value['gradient_accumulation_steps']}, "
         f"seed {value['seed']}, mixed precision {value['mixed_precision']}, "
         f"{markdown_cell(training_log.get('num_processes', 1))} process(es); loss: focal + dice on every layer's "
