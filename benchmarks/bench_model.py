@@ -1,10 +1,11 @@
 """Per-image cost of GenCLIP's inference at real scale (ViT-L/14-336 architecture, random weights, 518 px, fp32,
 batch 1), measured through the model's own methods.
 
-Side by side in one run: the bare CLIP vision forward (all 24 layers), GenCLIP's vision pass (the four feature layers
-plus the CLIP image embedding), the vision-enhanced text prompts truncated to the longest EOT vs the full 77 tokens,
-the query-only text (computed once per model, then cached), and `model.detect` as a whole (one vision pass, CNF,
-both branches, Eqs. 8-10); then the ratio `detect / bare vision forward`.
+Side by side in one run, round-robin (the same load for every part): the bare CLIP vision forward (all 24 layers),
+GenCLIP's vision pass (the four feature layers plus the CLIP image embedding), the vision-enhanced text prompts
+truncated to the longest EOT vs the full 77 tokens, the query-only text (computed once per model, then cached), and
+`model.detect` as a whole (one vision pass, CNF, both branches, Eqs. 8-10); then the ratio `detect / bare vision
+forward`.
 Target: everything beyond the vision forward <= 10 % of it; peak RSS <= 2.6 GB.
 
     python benchmarks/bench_model.py [--repeats 3] [--threads N]
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from common import DEFAULT_TOKENIZER, build_real_architecture, peak_rss_gib, print_table, time_call
+from common import DEFAULT_TOKENIZER, build_real_architecture, peak_rss_gib, print_table, time_interleaved
 
 
 def main() -> None:
@@ -58,20 +59,21 @@ def main() -> None:
             model._query_text_cache.clear()
             model.query_text_embeddings()
 
-        timings = {
-            "bare CLIP vision forward (24 layers)": time_call(
-                lambda: model.clip.vision_model(pixel_values, interpolate_pos_encoding=True), args.repeats
-            ),
-            "GenCLIP vision pass (4 layers + image embedding)": time_call(
-                lambda: model.encode_image(pixel_values), args.repeats
-            ),
-            "vision-branch text, 8 prompts, truncated": time_call(lambda: vision_branch_text(True), args.repeats),
-            "vision-branch text, 8 prompts, 77 tokens": time_call(lambda: vision_branch_text(False), args.repeats),
-            "query-only text, 2 prompts (once per model)": time_call(query_text_uncached, args.repeats),
-            "model.detect: everything (CNF, both branches, Eqs. 8-10)": time_call(
-                lambda: model.detect(pixel_values, "metal plate"), args.repeats
-            ),
-        }
+        timings = time_interleaved(
+            {
+                "bare CLIP vision forward (24 layers)": lambda: model.clip.vision_model(
+                    pixel_values, interpolate_pos_encoding=True
+                ),
+                "GenCLIP vision pass (4 layers + image embedding)": lambda: model.encode_image(pixel_values),
+                "vision-branch text, 8 prompts, truncated": lambda: vision_branch_text(True),
+                "vision-branch text, 8 prompts, 77 tokens": lambda: vision_branch_text(False),
+                "query-only text, 2 prompts (once per model)": query_text_uncached,
+                "model.detect: everything (CNF, both branches, Eqs. 8-10)": lambda: model.detect(
+                    pixel_values, "metal plate"
+                ),
+            },
+            args.repeats,
+        )
     bare = timings["bare CLIP vision forward (24 layers)"]
     rows = [("part", "seconds / image", "x bare vision")]
     rows += [(name, f"{seconds:.3f}", f"{seconds / bare:.3f}") for name, seconds in timings.items()]

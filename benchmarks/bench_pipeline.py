@@ -1,8 +1,9 @@
 """End-to-end `pipeline("anomaly-detection")` cost at real scale (ViT-L/14-336 architecture, random weights, 518 px).
 
-Measured side by side in one run: the bare CLIP vision forward at batch 1 and the whole pipeline (image conversion,
-preprocessing, one vision pass, CNF, both branches, fusion, smoothing, scoring, resizing the map to the original
-size) at batch 1 and 4. Target (issue 3): pipeline time per image <= 1.10 x the bare vision forward at batch 1.
+Measured side by side in one run, round-robin so that every part runs under the same load: the bare CLIP vision
+forward at batch 1 and the whole pipeline (image conversion, preprocessing, one vision pass, CNF, both branches,
+fusion, smoothing, scoring, resizing the map to the original size) at batch 1 and 4. Target (issue 3): pipeline time
+per image <= 1.10 x the bare vision forward at batch 1.
 
     python benchmarks/bench_pipeline.py [--repeats 3]
 """
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from common import DEFAULT_TOKENIZER, build_real_architecture, peak_rss_gib, print_table, time_call
+from common import DEFAULT_TOKENIZER, build_real_architecture, peak_rss_gib, print_table, time_interleaved
 from transformers import pipeline
 
 import genclip_hf  # noqa: F401  (registers the task)
@@ -37,11 +38,15 @@ def main() -> None:
         with torch.inference_mode():
             model.clip.vision_model(pixel_values, interpolate_pos_encoding=True)
 
-    bare = time_call(bare_vision, args.repeats)
-    batch_one = time_call(lambda: detector(images[0], class_name="metal plate"), args.repeats)
-    batch_four = time_call(
-        lambda: detector(images, class_name="metal plate", batch_size=4), max(1, args.repeats - 1)
-    ) / len(images)
+    timings = time_interleaved(
+        {
+            "bare": bare_vision,
+            "batch_one": lambda: detector(images[0], class_name="metal plate"),
+            "batch_four": lambda: detector(images, class_name="metal plate", batch_size=4),
+        },
+        args.repeats,
+    )
+    bare, batch_one, batch_four = timings["bare"], timings["batch_one"], timings["batch_four"] / len(images)
     rows = [("run", "seconds / image", "images / s", "x bare vision")]
     rows.append(("bare CLIP vision forward, batch 1", f"{bare:.3f}", f"{1 / bare:.3f}", "1.000"))
     rows.append(("pipeline, batch 1", f"{batch_one:.3f}", f"{1 / batch_one:.3f}", f"{batch_one / bare:.3f}"))

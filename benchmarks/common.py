@@ -22,16 +22,21 @@ def peak_rss_gib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
 
 
-def time_call(function: Callable[[], object], repeats: int, warmup: int = 1) -> float:
-    """Median wall time of `function()` in seconds over `repeats` runs after `warmup` runs."""
+def time_interleaved(functions: dict[str, Callable[[], object]], repeats: int, warmup: int = 1) -> dict[str, float]:
+    """Median wall time in seconds of each function, timed round-robin (one call of each per round).
+
+    Interleaving puts every function under the same machine load, so their ratios stay meaningful on a busy machine.
+    """
     for _ in range(warmup):
-        function()
-    timings = []
+        for function in functions.values():
+            function()
+    timings: dict[str, list[float]] = {name: [] for name in functions}
     for _ in range(repeats):
-        started = time.perf_counter()
-        function()
-        timings.append(time.perf_counter() - started)
-    return statistics.median(timings)
+        for name, function in functions.items():
+            started = time.perf_counter()
+            function()
+            timings[name].append(time.perf_counter() - started)
+    return {name: statistics.median(values) for name, values in timings.items()}
 
 
 def build_real_architecture(tokenizer_path: Path, seed: int = 0):

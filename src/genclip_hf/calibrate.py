@@ -37,6 +37,7 @@ def calibrate_from_normal(
     class_names: Sequence[str | None] | None = None,
     target_fpr: float = 0.01,
     batch_size: int = 8,
+    skipped: list[str] | None = None,
     **settings: Any,
 ) -> Calibration:
     """Thresholds from folders of normal images (`normal_quantile`).
@@ -48,9 +49,11 @@ def calibrate_from_normal(
             default entry.
         target_fpr: the accepted share of normal images (and pixels) flagged anomalous, in (0, 1).
         batch_size: images per forward pass.
+        skipped: when given, `"<file>: <reason>"` is appended for each unreadable image (skipped and logged).
         settings: the model's detection settings (recorded in the result).
     """
     settings = check_prediction_options(detector, batch_size, dict(settings))
+    skipped = [] if skipped is None else skipped
     class_names = list(class_names) if class_names is not None else [None] * len(folders)
     if any(name is None for name in class_names) and any(name is not None for name in class_names):
         raise ValueError("class_names must name every folder or none of them.")
@@ -67,6 +70,7 @@ def calibrate_from_normal(
                 images.append(to_rgb_image(path, str(path)))
             except (OSError, ValueError) as error:
                 logger.warning("Skipping %s: %s", path, error)
+                skipped.append(f"{path}: {error}")
         batch_scores, batch_maps = _run(detector, images, class_name, batch_size, settings)
         scores += batch_scores
         maps += batch_maps
@@ -82,11 +86,18 @@ def calibrate_from_normal(
 
 
 def calibrate_from_labelled(
-    detector: Any, dataset: datasets.Dataset, batch_size: int = 8, per_class: bool = True, **settings: Any
+    detector: Any,
+    dataset: datasets.Dataset,
+    batch_size: int = 8,
+    per_class: bool = True,
+    skipped: list[str] | None = None,
+    **settings: Any,
 ) -> Calibration:
     """F1-optimal thresholds (anomalib's adaptive F1) from a labelled dataset of the common schema (`genclip_hf.data`),
-    one entry per class (with `per_class`) and a default. Unreadable rows are skipped and reported."""
+    one entry per class (with `per_class`) and a default. Unreadable rows are skipped and logged; with `skipped`
+    given, a line per skipped row is appended to it."""
     settings = check_prediction_options(detector, batch_size, dict(settings))
+    skipped = [] if skipped is None else skipped
     raw = undecoded(dataset)
     scores, maps, masks, labels, names = [], [], [], [], []
     for class_name in dict.fromkeys(dataset["class_name"]):
@@ -97,6 +108,7 @@ def calibrate_from_labelled(
                 image, mask = decode_row(raw[index])
             except RowDecodeError as error:
                 logger.warning("Skipping %s", error)
+                skipped.append(str(error))
                 continue
             images.append(image)
             class_masks.append(np.zeros((image.height, image.width), bool) if mask is None else mask)

@@ -18,10 +18,11 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
+from safetensors import SafetensorError
 from transformers import AutoConfig, AutoModel, AutoProcessor, AutoTokenizer, CLIPConfig, PreTrainedConfig
 from transformers.utils import ModelOutput
 
-from .settings import SETTINGS, validate_settings
+from .settings import SETTINGS, SettingError, validate_settings
 
 logger = logging.getLogger(__name__)
 
@@ -93,11 +94,27 @@ class AnomalyDetectorMixin:
     @classmethod
     def from_pretrained(cls, *args: Any, **kwargs: Any):
         """`PreTrainedModel.from_pretrained`; a requested `dtype` applies to the wrapped CLIP too (transformers keeps a
-        sub-model in the dtype its own sub-config records)."""
-        model = super().from_pretrained(*args, **kwargs)
+        sub-model in the dtype its own sub-config records).
+
+        Raises:
+            ValueError: naming the checkpoint when its weights miss parameters of the model or hold others (a
+                randomly initialised detector would give meaningless scores).
+        """
+        output_loading_info = kwargs.pop("output_loading_info", False)
+        model, info = super().from_pretrained(*args, output_loading_info=True, **kwargs)
+        missing, unexpected = sorted(info["missing_keys"]), sorted(info["unexpected_keys"])
+        if missing or unexpected:
+            source = args[0] if args else kwargs.get("pretrained_model_name_or_path")
+            raise ValueError(
+                f"The weights of {str(source)!r} do not fit {cls.__name__}: {len(missing)} parameter(s) missing"
+                + (f" (e.g. {missing[0]})" if missing else "")
+                + f", {len(unexpected)} unexpected"
+                + (f" (e.g. {unexpected[0]})" if unexpected else "")
+                + f"; it is not a saved {cls.__name__} checkpoint, or its weights file is damaged."
+            )
         if isinstance(kwargs.get("dtype"), torch.dtype):
             model.to(kwargs["dtype"])
-        return model
+        return (model, info) if output_loading_info else model
 
     def detect(
         self, pixel_values: torch.Tensor, class_names: list[str] | None = None, **settings: Any
@@ -160,15 +177,21 @@ class AnomalyDetectorMixin:
         return 0.0, 1.0
 
     def resolve_settings(self, settings: dict[str, Any]) -> dict[str, Any]:
-        """Per-call `settings` validated, with every other detection setting taken from the config."""
+        """Per-call `settings` validated, with every other detection setting taken from the config; `sigma` may not
+        exceed the model input size (a wider Gaussian flattens the map, and its kernel would grow without bound)."""
         given = validate_settings(settings, self.detection_settings, owner=type(self).__name__)
         resolved = {}
         for name in self.detection_settings:
             resolved[name] = given[name] if name in given else SETTINGS[name].validate(getattr(self.config, name))
+        if resolved.get("sigma", 0.0) > self.config.image_size:
+            raise SettingError(
+                f"sigma must be at most the model input size ({self.config.image_size} px), got {resolved['sigma']}."
+            )
         return resolved
 
     def check_pixel_values(self, pixel_values: torch.Tensor) -> None:
-        """Raise `ValueError` unless `pixel_values` is `(B, 3, S, S)` at `config.image_size`."""
+        """Raise `ValueError` unless `pixel_values` is a float tensor `(B, 3, S, S)` at `config.image_size` with
+        `B >= 1` and finite values (the processor's normalised images, not raw 0-255 pixels)."""
         size = self.config.image_size
         if not isinstance(pixel_values, torch.Tensor) or pixel_values.ndim != 4 or pixel_values.shape[1] != 3:
             shape = tuple(pixel_values.shape) if isinstance(pixel_values, torch.Tensor) else type(pixel_values)
@@ -178,6 +201,15 @@ class AnomalyDetectorMixin:
                 f"pixel_values must be {size}x{size} (config.image_size), got {tuple(pixel_values.shape[-2:])}; "
                 "prepare images with the model's processor."
             )
+        if pixel_values.shape[0] < 1:
+            raise ValueError("pixel_values must hold at least one image, got a batch of 0.")
+        if not pixel_values.is_floating_point():
+            raise ValueError(
+                f"pixel_values must be a float tensor of normalised images, got {pixel_values.dtype}; prepare images "
+                "with the model's processor."
+            )
+        if not torch.compiler.is_compiling() and not bool(torch.isfinite(pixel_values).all()):
+            raise ValueError("pixel_values holds NaN or infinite values; prepare images with the model's processor.")
 
     @property
     def tokenizer(self):
@@ -207,6 +239,13 @@ CLIP_FALLBACK_METHOD = "winclip"
 """The registered method a plain CLIP checkpoint runs (training-free)."""
 DEFAULT_DETECTOR = "openai/clip-vit-base-patch16"
 """What runs when no model is named: a stock CLIP from the Hub, hence training-free WinCLIP zero-shot."""
+
+
+def is_local_path(model: str | Path) -> bool:
+    """Whether `model` can only name a local path, not a Hub id: it exists, starts with `.`, `/` or `~`, or has more
+    than one `/`."""
+    text = str(model)
+    return Path(text).exists() or text.startswith((".", "/", "~")) or text.count("/") > 1
 
 
 def register_detector(config_class: type[PreTrainedConfig], model_class: type, processor_class: type | None = None):
@@ -253,6 +292,20 @@ class AutoModelForAnomalyDetection:
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | Path, *args: Any, **kwargs: Any):
         kwargs.pop("_from_pipeline", None)
+        if not Path(pretrained_model_name_or_path).is_dir() and is_local_path(pretrained_model_name_or_path):
+            raise FileNotFoundError(
+                f"Model {str(pretrained_model_name_or_path)!r} is not a model folder (nor a Hub id like 'owner/name')."
+            )
+        try:
+            return cls._load(pretrained_model_name_or_path, *args, **kwargs)
+        except SafetensorError as error:
+            raise SafetensorError(
+                f"Cannot read the weights of {str(pretrained_model_name_or_path)!r} (a truncated or damaged "
+                f"safetensors file?): {error}"
+            ) from None
+
+    @classmethod
+    def _load(cls, pretrained_model_name_or_path: str | Path, *args: Any, **kwargs: Any):
         hub_options = {
             key: kwargs[key] for key in ("revision", "token", "cache_dir", "local_files_only") if key in kwargs
         }
@@ -279,6 +332,7 @@ __all__ = [
     "AutoModelForAnomalyDetection",
     "DEFAULT_DETECTOR",
     "expand_class_names",
+    "is_local_path",
     "register_detector",
     "registered_detectors",
     "registered_processor_class",

@@ -154,11 +154,13 @@ def to_rgb_image(image: ImageLike, name: str = "image") -> Image.Image:
 
     Paths are decoded by `open_image` (bounded memory, large JPEGs reduced). Grayscale, palette, RGBA and CMYK
     images are converted; 16-bit and float images are rescaled by their dtype's range (uint16 by 65535, float in
-    [0, 1]). Arrays must be `(H, W)` or `(H, W, C)` with C in {1, 3, 4}.
+    [0, 1]). Arrays must be `(H, W)` or `(H, W, C)` with C in {1, 3, 4}; negative integers and floats outside [0, 1]
+    (or NaN) are refused.
 
     Raises:
         FileNotFoundError: a path does not exist.
-        ValueError: naming `name` when the input cannot be an image (shape, dtype, zero size, unreadable file).
+        ValueError: naming `name` when the input cannot be an image (shape, dtype, values, zero size, unreadable
+            file).
     """
     if isinstance(image, (str, Path)):
         label = _file_label(image, name, "image")
@@ -187,9 +189,20 @@ def to_rgb_image(image: ImageLike, name: str = "image") -> Image.Image:
         elif array.dtype == np.uint16:
             scaled = (array.astype(np.float32) / 65535.0 * 255.0).round().astype(np.uint8)
         elif np.issubdtype(array.dtype, np.integer):
+            if array.min() < 0:
+                raise ValueError(f"{name} has negative values (min {array.min()}); expected pixel values >= 0.")
             scaled = (array.astype(np.float64) / max(float(array.max()), 1.0) * 255.0).round().astype(np.uint8)
         elif np.issubdtype(array.dtype, np.floating) or array.dtype == np.bool_:
-            scaled = (np.clip(array.astype(np.float32), 0.0, 1.0) * 255.0).round().astype(np.uint8)
+            values = array.astype(np.float32)
+            if not (np.isfinite(values).all() and values.min() >= 0.0 and values.max() <= 1.0):
+                finite = values[np.isfinite(values)]
+                found = f"values in [{finite.min()}, {finite.max()}]" if finite.size else "no finite value"
+                nan = ", with NaN or infinite values" if finite.size < values.size else ""
+                raise ValueError(
+                    f"{name} is a float image with {found}{nan}; expected finite values in [0, 1] "
+                    "(divide 0-255 pixels by 255, or pass uint8)."
+                )
+            scaled = (values * 255.0).round().astype(np.uint8)
         else:
             raise ValueError(f"{name} has unsupported dtype {array.dtype}; expected an integer or float image.")
         return Image.fromarray(scaled).convert("RGB")

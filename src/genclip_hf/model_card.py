@@ -435,6 +435,8 @@ def build_model_card(
         raise FileNotFoundError(f"Training log {str(training_log)!r} does not exist.")
     if repo_id is not None and not _HUB_ID.match(repo_id):
         raise ValueError(f"repo_id must be a Hub id like 'user/model', got {repo_id!r}.")
+    if not isinstance(license, str) or not license.strip() or any(character.isspace() for character in license):
+        raise ValueError(f"license must be a Hub licence id such as 'apache-2.0' or 'mit', got {license!r}.")
     results = _collect_metrics(metrics)
     base_model = resolve_base_model(config, log)
     training_dataset = _training_dataset(log)

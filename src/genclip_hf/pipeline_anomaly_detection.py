@@ -3,12 +3,14 @@ AnomalyCLIP, ...) through transformers' standard `Pipeline` machinery."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from transformers import Pipeline
+from transformers.utils import PROCESSOR_NAME
 
 from .calibration import CALIBRATION_FILE, Calibration, load_calibration
 from .detection import expand_class_names
@@ -73,11 +75,26 @@ class AnomalyDetectionPipeline(Pipeline):
     def __init__(self, *args, calibration: str | Path | Calibration | bool | None = None, **kwargs):
         self._reference_memories: dict[str, dict[str, torch.Tensor]] = {}
         super().__init__(*args, **kwargs)
+        if self.processor is None:
+            self._check_saved_processor()
         self.image_processor = image_processor_for_model(self.model, self.processor)
         self.tokenizer = getattr(self.processor, "tokenizer", None)
         if self.tokenizer is not None:
             self.model.set_tokenizer(self.tokenizer)
         self.calibration = self._load_calibration(calibration)
+
+    def _check_saved_processor(self) -> None:
+        """Raise `ValueError` naming the model folder's processor file when it is not a JSON object (transformers then
+        passes no processor, and the preprocessing would silently fall back to the config's)."""
+        path = Path(str(getattr(self.model, "name_or_path", "") or "")) / PROCESSOR_NAME
+        if not path.is_file():
+            return
+        try:
+            values = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as error:
+            raise ValueError(f"The model's processor file {path} cannot be read: {error}") from None
+        if not isinstance(values, dict):
+            raise ValueError(f"The model's processor file {path} must hold a JSON object, got {type(values).__name__}.")
 
     def _load_calibration(self, calibration: str | Path | Calibration | bool | None) -> Calibration | None:
         if calibration is False:
@@ -141,6 +158,8 @@ class AnomalyDetectionPipeline(Pipeline):
             if value is not None:
                 postprocess_params[name] = SETTINGS[name].validate(value)
         if map_at_model_size is not None:
+            if not isinstance(map_at_model_size, (bool, np.bool_)):
+                raise ValueError(f"map_at_model_size must be True or False, got {map_at_model_size!r}.")
             postprocess_params["map_at_model_size"] = bool(map_at_model_size)
         return preprocess_params, forward_params, postprocess_params
 

@@ -1,9 +1,9 @@
 """Batch prediction over files and folders: anomaly scores, heatmap pictures, CSV/JSON and an HTML gallery.
 
 Everything is checked before anything is written. A file that cannot be read is reported and skipped; rows go to
-`scores.partial.csv` as they are produced, and only a finished run replaces `scores.csv`, `scores.json` and
-`index.html` (atomically), so neither a failed nor an interrupted rerun loses the previous results. One run at a time
-holds an output folder.
+`scores.partial.csv` and heatmaps to `heatmaps.partial/` as they are produced, and only a finished run replaces
+`heatmaps/`, `scores.csv`, `scores.json` and `index.html` (each as a whole), so neither a failed nor an interrupted
+rerun loses or alters the previous results. One run at a time holds an output folder.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import logging
 import os
+import shutil
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,12 +20,14 @@ from typing import Any
 import torch
 from huggingface_hub import try_to_load_from_cache
 from PIL import Image
+from safetensors import SafetensorError
 from tqdm.auto import tqdm
 
+from .detection import is_local_path
 from .images import to_rgb_image
 from .scoring import resize_map
 from .settings import SETTINGS, validate_settings
-from .storage import RunLock, atomic_write_json, safe_file_name
+from .storage import RunLock, atomic_write_json, replace_folder, safe_file_name
 from .visualization import overlay_heatmap, write_gallery
 
 logger = logging.getLogger(__name__)
@@ -34,6 +37,7 @@ MASK_STEM_SUFFIXES = ("_mask", "_label")
 MASK_FOLDERS = ("ground_truth",)
 CSV_FIELDS = ("image", "score", "label", "score_threshold", "threshold_source", "class_name", "heatmap")
 PARTIAL_CSV = "scores.partial.csv"
+PARTIAL_HEATMAPS = "heatmaps.partial"
 
 
 class ModelUnavailableError(RuntimeError):
@@ -55,11 +59,17 @@ def find_images(paths: Iterable[str | Path], exclude: Sequence[str | Path] = ())
     folders are reported in `skipped`.
 
     Raises:
-        FileNotFoundError: naming a path that does not exist.
+        FileNotFoundError: naming a path that does not exist (or a link that leads nowhere).
+        ValueError: for an empty path.
     """
     excluded = [Path(path).resolve() for path in exclude]
     search = ImageSearch()
-    for path in map(Path, paths):
+    for text in paths:
+        if not str(text).strip():
+            raise ValueError("Image paths must be non-empty; got an empty path ('' would mean the current folder).")
+        path = Path(text)
+        if path.is_symlink() and not path.exists():
+            raise FileNotFoundError(f"{path} is a dangling link or a link loop; it leads to no file or folder.")
         if not path.exists():
             raise FileNotFoundError(f"No such file or folder: {path}")
         if path.is_file():
@@ -101,6 +111,24 @@ def _walk(root: Path, excluded: list[Path], search: ImageSearch) -> None:
                 search.images.append(candidate)
 
 
+def check_device(device: str | int) -> None:
+    """Raise `ValueError` naming `device` unless it is a torch device name ("cpu", "cuda:1", ...) and, for CUDA, a
+    device this machine has."""
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(
+            f"device must name a torch device such as 'cpu', 'cuda' or 'cuda:1', got {device!r}."
+        ) from None
+    if resolved.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if (resolved.index or 0) >= count:
+            raise ValueError(
+                f"device {device!r} is not available: this machine has {count} CUDA device(s); use 'cpu'"
+                + (f" or 'cuda:0' to 'cuda:{count - 1}'." if count else ".")
+            )
+
+
 def load_detector(
     model: str,
     device: str | int | None = None,
@@ -126,15 +154,10 @@ def load_detector(
     from .export.runtime import OptionalDependencyError
 
     if device is not None:
-        try:
-            torch.device(device)
-        except (RuntimeError, TypeError):
-            raise ValueError(
-                f"device must name a torch device such as 'cpu', 'cuda' or 'cuda:1', got {device!r}."
-            ) from None
+        check_device(device)
     offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
     if not Path(model).is_dir():
-        if Path(model).exists() or model.startswith((".", "/", "~")) or model.count("/") > 1:
+        if is_local_path(model):
             raise ModelUnavailableError(f"Model {model!r} is not a model folder (nor a Hub id like 'owner/name').")
         if offline and not isinstance(try_to_load_from_cache(model, "config.json"), str):
             raise ModelUnavailableError(
@@ -146,7 +169,7 @@ def load_detector(
         raise ModelUnavailableError(f"Model folder {model!r} has no config.json: it is not a saved checkpoint.")
     try:
         return load_pipeline(model, device, precision, compile, class_names, pipeline_kwargs)
-    except (OSError, OptionalDependencyError) as error:
+    except (OSError, OptionalDependencyError, SafetensorError) as error:
         raise ModelUnavailableError(f"Could not load model {model!r}: {error}") from error
 
 
@@ -217,8 +240,9 @@ def predict_files(
     vmin, vmax = heatmap_range or detector.model.anomaly_map_range(**settings)
     report = PredictionReport(out_dir=out_dir, failures=list(skipped))
     with RunLock(out_dir, "genclip-predict"):
-        heatmap_dir = out_dir / "heatmaps"
-        heatmap_dir.mkdir(parents=True, exist_ok=True)
+        heatmap_dir, staging = out_dir / "heatmaps", out_dir / PARTIAL_HEATMAPS
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
         used_names: set[str] = set()
         root = Path(os.path.commonpath([path.resolve().parent for path in image_paths])) if image_paths else out_dir
         partial = out_dir / PARTIAL_CSV
@@ -233,15 +257,21 @@ def predict_files(
                     extra = {"reference_images": list(reference_images)} if reference_images else {}
                     results = detector([image for _, image in loaded], class_name=class_name, **options, **extra)
                     for (path, image), result in zip(loaded, results, strict=True):
-                        heatmap_path = heatmap_dir / _heatmap_name(path, used_names, root)
+                        heatmap_path = staging / _heatmap_name(path, used_names, root)
                         row = _write_result(path, image, result, heatmap_path, vmin, vmax, report)
                         if row is not None:
                             writer.writerow(row)
                             csv_file.flush()
                         progress.update(1)
-        summary = {"results": report.rows, "failures": report.failures}
+        replace_folder(staging, heatmap_dir)
+        for row in report.rows:
+            row["heatmap"] = str(heatmap_dir / Path(row["heatmap"]).name)
+        with open(partial, "w", newline="", encoding="utf-8") as csv_file:  # the rows again, with the final paths
+            writer = csv.DictWriter(csv_file, fieldnames=CSV_FIELDS)
+            writer.writeheader()
+            writer.writerows(report.rows)
         os.replace(partial, out_dir / "scores.csv")
-        atomic_write_json(out_dir / "scores.json", summary)
+        atomic_write_json(out_dir / "scores.json", {"results": report.rows, "failures": report.failures})
         write_gallery(out_dir / "index.html", report.rows, report.failures, title="Anomaly maps")
     return report
 
@@ -296,6 +326,7 @@ __all__ = [
     "ImageSearch",
     "ModelUnavailableError",
     "PredictionReport",
+    "check_device",
     "check_prediction_options",
     "find_images",
     "load_detector",

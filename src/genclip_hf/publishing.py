@@ -20,7 +20,7 @@ from huggingface_hub import create_repo, upload_folder
 from huggingface_hub.errors import HTTPError
 
 from .configuration_genclip import HUB_CUSTOM_PIPELINES
-from .model_card import DatasetMetrics, write_model_card
+from .model_card import DatasetMetrics, build_model_card
 from .modeling_genclip import GenCLIPModel
 from .processing_genclip import GenCLIPProcessor
 
@@ -52,12 +52,13 @@ def build_upload_folder(
         raise FileNotFoundError(f"{str(model_dir)!r} is not a saved GenCLIP checkpoint: it has no config.json.")
     if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
         raise FileExistsError(f"Upload folder {str(out_dir)!r} exists and is not an empty folder; give a new path.")
+    card = build_model_card(model_dir, metrics, **card_options)  # checks the checkpoint's kind and the card options
     model = GenCLIPModel.from_pretrained(model_dir)
     processor = GenCLIPProcessor.from_pretrained(model_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out_dir)
     processor.save_pretrained(out_dir)
-    write_model_card(model_dir, out_dir / CARD_NAME, metrics=metrics, **card_options)
+    card.save(out_dir / CARD_NAME)
     check_upload_folder(out_dir)
     return out_dir
 

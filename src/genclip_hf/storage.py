@@ -1,5 +1,5 @@
-"""Writing results safely: atomic file replacement, file names that every file system accepts, and a lock that keeps
-two runs out of one output folder."""
+"""Writing results safely: atomic file and folder replacement, file names that every file system accepts, and a lock
+that keeps two runs out of one output folder."""
 
 from __future__ import annotations
 
@@ -7,8 +7,11 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import socket
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +43,35 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
 def atomic_write_json(path: str | Path, value: Any) -> Path:
     """[`atomic_write_bytes`] of strict JSON (NaN and inf are refused: write them as `null`)."""
     return atomic_write_text(path, json.dumps(value, indent=2, allow_nan=False) + "\n")
+
+
+def replace_folder(source: str | Path, target: str | Path) -> Path:
+    """Move the finished folder `source` to `target`, replacing an earlier `target` by renames on one file system, so
+    `target` never mixes old and new files."""
+    source, target = Path(source), Path(target)
+    old = target.with_name(f".{target.name[: MAX_NAME_BYTES // 2]}.{os.getpid()}.old")
+    if target.exists():
+        shutil.rmtree(old, ignore_errors=True)
+        os.rename(target, old)
+    os.rename(source, target)
+    shutil.rmtree(old, ignore_errors=True)
+    return target
+
+
+@contextmanager
+def staged_folder(target: str | Path) -> Iterator[Path]:
+    """A new folder beside `target` to write into: it replaces `target` ([`replace_folder`]) when the block finishes
+    and is deleted when the block fails, so `target` holds either its earlier content or the whole new one."""
+    target = Path(target)
+    staging = target.with_name(f".{target.name[: MAX_NAME_BYTES // 2]}.{os.getpid()}.partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    try:
+        yield staging
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    replace_folder(staging, target)
 
 
 def json_digest(value: Any) -> str:
@@ -130,6 +162,8 @@ __all__ = [
     "atomic_write_json",
     "atomic_write_text",
     "json_digest",
+    "replace_folder",
     "safe_file_name",
     "slug",
+    "staged_folder",
 ]

@@ -22,6 +22,8 @@ class OneLineParser(argparse.ArgumentParser):
     """An argument parser whose errors are one line (`genclip <command>: error: ...`), exit status 2."""
 
     def error(self, message: str) -> None:
+        if message.endswith("expected one argument"):
+            message += " (a value that starts with '-', such as -inf, is written --option=VALUE)"
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import argparse
 
-from .options import add_model_arguments, batch_size, detection_settings
+from .options import add_model_arguments, batch_size, detection_settings, output_path
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -23,7 +23,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--benchmark", help="read --labelled as this benchmark or data source (default: recognised)")
     parser.add_argument("--class-names", nargs="+", help="class of each --normal folder (default: no classes)")
     parser.add_argument("--target-fpr", type=float, default=0.01, help="--normal only (default: 0.01)")
-    parser.add_argument("--out", help="calibration file to write (default: <model folder>/calibration.json)")
+    parser.add_argument(
+        "--out", type=output_path, help="calibration file to write (default: <model folder>/calibration.json)"
+    )
     parser.add_argument("--batch-size", type=batch_size, default=8, help="images per forward pass (default: 8)")
     add_model_arguments(parser)
     parser.set_defaults(handler=run)
@@ -37,17 +39,22 @@ def run(args: argparse.Namespace) -> int:
     settings = detection_settings(args)
     path = calibration_path(args.model, args.out)
     detector = load_detector(args.model, device=args.device, calibration=False)
+    skipped: list[str] = []
     if args.normal is not None:
         calibration = calibrate_from_normal(
-            detector, args.normal, args.class_names, args.target_fpr, args.batch_size, **settings
+            detector, args.normal, args.class_names, args.target_fpr, args.batch_size, skipped, **settings
         )
     else:
         dataset = open_dataset(args.labelled, args.benchmark)
-        calibration = calibrate_from_labelled(detector, dataset, args.batch_size, **settings)
+        calibration = calibrate_from_labelled(detector, dataset, args.batch_size, skipped=skipped, **settings)
     save_calibration(calibration, path)
     default = calibration.default
     print(
         f"wrote {path}: image threshold {default.image_threshold:.6g}, pixel threshold {default.pixel_threshold:.6g}"
         f" ({calibration.method}; {len(calibration.per_class)} class entries)"
     )
-    return 0
+    for line in skipped:
+        print(f"skipped {line}")
+    if skipped:
+        print(f"{len(skipped)} unreadable file(s) skipped")
+    return 1 if skipped else 0

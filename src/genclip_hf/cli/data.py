@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from .options import output_path
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     from ..data import BENCHMARKS
@@ -13,7 +15,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     convert = actions.add_parser("convert", help="write a benchmark split as Parquet shards")
     convert.add_argument("--benchmark", required=True, help=", ".join(BENCHMARKS))
     convert.add_argument("--root", required=True, help="the dataset's top folder as distributed")
-    convert.add_argument("--out", required=True, help="output folder for <split>-NNNNN-of-NNNNN.parquet")
+    convert.add_argument(
+        "--out", required=True, type=output_path, help="output folder for <split>-NNNNN-of-NNNNN.parquet"
+    )
     convert.add_argument("--split", default="test", help="split to convert (default: test)")
     convert.add_argument("--variant", help="SDD only: whole (default) or adaclip_crops")
     convert.add_argument("--no-strict", action="store_true", help="warn (not fail) on anomalous images without mask")

@@ -5,7 +5,15 @@ from __future__ import annotations
 import argparse
 
 from ..data.sources import SOURCES
-from .options import add_model_arguments, add_precision_arguments, batch_size, detection_settings, precision_options
+from .options import (
+    add_model_arguments,
+    add_precision_arguments,
+    batch_size,
+    detection_settings,
+    output_path,
+    positive_integer,
+    precision_options,
+)
 
 
 def non_negative(text: str) -> int:
@@ -35,7 +43,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help=f"{', '.join(BENCHMARKS)} (native layouts), or {', '.join(SOURCES)}",
     )
     parser.add_argument("--root", required=True, help="the data folder (meta_json: the json file)")
-    parser.add_argument("--out", required=True, help="output folder")
+    parser.add_argument("--out", required=True, type=output_path, help="output folder")
     parser.add_argument("--classes", nargs="+", help="evaluate only these classes (default: all)")
     parser.add_argument("--split", default="test", help="split to evaluate (default: test)")
     parser.add_argument("--variant", help="SDD only: whole (default) or adaclip_crops")
@@ -49,10 +57,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--no-resume", action="store_true", help="recompute classes that were already saved")
     parser.add_argument(
-        "--k-shot", type=batch_size, metavar="K", help="few-shot: K normal references per class from the train split"
+        "--k-shot",
+        type=positive_integer("--k-shot"),
+        metavar="K",
+        help="few-shot: K normal references per class from the train split",
     )
     parser.add_argument(
-        "--seeds", type=int, nargs="+", default=[0], help="--k-shot only: one evaluation per seed (default: 0)"
+        "--seeds", type=non_negative, nargs="+", default=[0], help="--k-shot only: one evaluation per seed (default: 0)"
     )
     parser.add_argument(
         "--heatmaps-per-class", type=non_negative, default=3, help="pictures per kind (detected, missed, false alarm)"

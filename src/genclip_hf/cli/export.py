@@ -7,7 +7,7 @@ import argparse
 import sys
 
 from ..settings import add_setting_arguments
-from .options import DETECTION_SETTINGS, detection_settings
+from .options import DETECTION_SETTINGS, detection_settings, output_path
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -21,7 +21,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--model", required=True, help="a saved detector or a plain CLIP (Hub id or folder)")
     parser.add_argument("--format", choices=("onnx",), default="onnx", help="graph format (default: onnx)")
-    parser.add_argument("--out", required=True, help="output folder (graph, text tensors, config, processor)")
+    parser.add_argument(
+        "--out", required=True, type=output_path, help="output folder (graph, text tensors, config, processor)"
+    )
     parser.add_argument(
         "--class-names", nargs="+", default=[], metavar="NAME", help="class names to precompute (default: none)"
     )

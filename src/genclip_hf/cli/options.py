@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 
 from ..detection import DEFAULT_DETECTOR
 from ..settings import PER_CALL_SETTINGS, SettingError, add_setting_arguments, settings_from_arguments
@@ -53,15 +54,30 @@ def detection_settings(args: argparse.Namespace) -> dict:
     return settings_from_arguments(args, DETECTION_SETTINGS)
 
 
-def batch_size(text: str) -> int:
-    """`--batch-size`: a positive integer."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--batch-size must be a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"--batch-size must be a positive integer, got {value}")
-    return value
+def positive_integer(flag: str) -> Callable[[str], int]:
+    """The argparse type of a count >= 1 whose errors name `flag` (e.g. `--batch-size`, `--k-shot`)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{flag} must be a positive integer, got {text!r}") from None
+        if value < 1:
+            raise argparse.ArgumentTypeError(f"{flag} must be a positive integer, got {value}")
+        return value
+
+    return parse
+
+
+batch_size = positive_integer("--batch-size")
+"""`--batch-size`: a positive integer."""
+
+
+def output_path(text: str) -> str:
+    """An output folder or file (`--out`): a non-empty path, since '' would write into the current folder."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("must name a folder or file, got '' (an empty path is the current folder)")
+    return text
 
 
 def decision(name: str, args: argparse.Namespace) -> float | None:
@@ -77,5 +93,7 @@ __all__ = [
     "batch_size",
     "decision",
     "detection_settings",
+    "output_path",
+    "positive_integer",
     "precision_options",
 ]

@@ -12,6 +12,7 @@ from .options import (
     batch_size,
     decision,
     detection_settings,
+    output_path,
     precision_options,
 )
 
@@ -24,7 +25,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "rerun replaces them only when it finishes.",
     )
     parser.add_argument("paths", nargs="+", help="image files or folders (walked recursively; masks skipped)")
-    parser.add_argument("--out", required=True, help="output folder (heatmaps/, scores.csv, scores.json, index.html)")
+    parser.add_argument(
+        "--out", required=True, type=output_path, help="output folder (heatmaps/, scores.csv, scores.json, index.html)"
+    )
     parser.add_argument("--class-name", help="class name of the images (default: the method's generic prompt)")
     parser.add_argument("--batch-size", type=batch_size, default=1, help="images per forward pass (default: 1)")
     parser.add_argument("--reference", metavar="DIR", help="few-shot: a folder of normal images of the same class")

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 
+from .options import output_path
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     card = subparsers.add_parser("card", help="write the Hub model card (README.md) of a checkpoint")
     card.add_argument("--model", required=True, help="saved checkpoint folder")
-    card.add_argument("--out", required=True, help="card to write, e.g. README.md")
+    card.add_argument("--out", required=True, type=output_path, help="card to write, e.g. README.md")
     card.add_argument("--repo-id", help="Hub repo id shown in the usage snippets")
     add_card_options(card)
     card.set_defaults(handler=run_card)
@@ -17,7 +19,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     push.add_argument("--model", required=True, help="saved checkpoint folder (e.g. a `genclip train` output)")
     push.add_argument("--repo", required=True, help="Hub model repo id, e.g. user/genclip-mvtec")
     push.add_argument("--private", action="store_true", help="create the repo as private")
-    push.add_argument("--folder", help="build the upload folder here (new or empty) and keep it")
+    push.add_argument("--folder", type=output_path, help="build the upload folder here (new or empty) and keep it")
     push.add_argument("--no-upload", action="store_true", help="only build --folder, do not upload")
     push.add_argument("--commit-message", default="Upload GenCLIP checkpoint")
     add_card_options(push)

@@ -58,6 +58,7 @@ def load_category_tree(
     records, missing = [], []
     for class_dir in class_dirs:
         split_dir = require_dir(class_dir / split, f"{benchmark} split folder", layout)
+        found = len(records)
         stray = list_images(split_dir, leaf=False)
         if stray:
             warnings.warn(
@@ -82,6 +83,12 @@ def load_category_tree(
                         mask_path=mask_path,
                     )
                 )
+        if len(records) == found:
+            warnings.warn(
+                f"Class {class_dir.name!r} has no images in {str(split_dir)!r}: it is left out.",
+                UserWarning,
+                stacklevel=2,
+            )
     report_missing_masks(missing, strict, f"expected in <class>/ground_truth/<defect>/ under {root}")
     return build_dataset(records, split=split, description=f"{benchmark} {split} ({root})", cache_dir=cache_dir)
 

@@ -63,8 +63,8 @@ def evaluate_k_shot(
     Returns:
         The summary: per class and for the dataset mean, each metric's mean and std over seeds.
     """
-    if not seeds:
-        raise ValueError("seeds must name at least one seed.")
+    if not seeds or any(isinstance(seed, bool) or not isinstance(seed, int) or seed < 0 for seed in seeds):
+        raise ValueError(f"seeds must be one or more non-negative integers, got {list(seeds)!r}.")
     if not detector.model.supports_few_shot:
         raise ValueError(f"{type(detector.model).__name__} has no few-shot mode.")
     out_dir = Path(out_dir)

@@ -31,9 +31,10 @@ def is_exported_folder(model: str | Path) -> bool:
     if not config.is_file():
         return False
     try:
-        return json.loads(config.read_text(encoding="utf-8")).get("model_type") == ONNX_MODEL_TYPE
+        values = json.loads(config.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return False
+    return isinstance(values, dict) and values.get("model_type") == ONNX_MODEL_TYPE
 
 
 def load_pipeline(

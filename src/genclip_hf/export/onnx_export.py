@@ -28,6 +28,7 @@ from transformers import AutoProcessor, AutoTokenizer
 from ..calibration import CALIBRATION_FILE
 from ..detection import AutoModelForAnomalyDetection
 from ..processing_anomaly_detection import AnomalyDetectionProcessor, image_processor_for_model
+from ..storage import staged_folder
 from ..testing import CLIP_TOKENIZER_DIR
 from .configuration_onnx import GRAPH_FILES, ONNX_MODEL_TYPE, TEXT_TENSORS_FILE, ONNXDetectorConfig
 from .recipes import ExportRecipe, build_recipe
@@ -84,38 +85,44 @@ def export_detector(
         processor: the image preprocessing to save (default: the checkpoint's, or one built from the config). A
             checkpoint folder's `calibration.json` is copied too.
         int8: also write `model_int8.onnx` (dynamic int8 quantization of the linear layers).
-        opset_version: ONNX opset of the graph.
+        opset_version: ONNX opset of the graph, from 18 to the torch exporter's maximum.
     Returns:
         [`ExportReport`].
     Raises:
-        ValueError: naming a bad format, setting, class name or a method that has no export.
+        ValueError: naming a bad format, opset, setting, class name or a method that has no export.
         OptionalDependencyError: when onnx, onnxscript or onnxruntime is missing.
     """
     if format not in EXPORT_FORMATS:
         raise ValueError(f"format must be one of {list(EXPORT_FORMATS)}, got {format!r}.")
     require_export_packages()
+    _check_opset(opset_version)
     started = time.perf_counter()
     out_dir = _prepare_folder(Path(out_dir))
     source = model
     model, processor = _load_source(model, processor)
     resolved = model.resolve_settings(dict(settings or {}))
     recipe = build_recipe(model, resolved, list(class_names))
-    pixel_values = torch.randn(TRACE_BATCH, 3, model.config.image_size, model.config.image_size, generator=_seeded())
-    _write_graph(recipe, pixel_values, out_dir / GRAPH_FILES["fp32"], opset_version)
-    save_file(_text_tensors(recipe), str(out_dir / TEXT_TENSORS_FILE))
-    reference = model.detect(pixel_values[:1], **resolved)
-    map_difference, score_difference = _graph_difference(out_dir / GRAPH_FILES["fp32"], recipe, pixel_values, reference)
-    graph_files = {"fp32": GRAPH_FILES["fp32"]}
-    int8_difference = None
-    if int8:
-        quantize_onnx_graph(out_dir / GRAPH_FILES["fp32"], out_dir / GRAPH_FILES["int8"])
-        graph_files["int8"] = GRAPH_FILES["int8"]
-        int8_difference = _graph_difference(out_dir / GRAPH_FILES["int8"], recipe, pixel_values, reference)[0]
-    config = _exported_config(model, recipe, resolved, reference.score_threshold, graph_files, opset_version)
-    config.save_pretrained(out_dir)
-    processor.save_pretrained(out_dir)
-    if isinstance(source, (str, Path)) and (Path(source) / CALIBRATION_FILE).is_file():
-        shutil.copy2(Path(source) / CALIBRATION_FILE, out_dir / CALIBRATION_FILE)
+    with staged_folder(out_dir) as folder:
+        pixel_values = torch.randn(
+            TRACE_BATCH, 3, model.config.image_size, model.config.image_size, generator=_seeded()
+        )
+        _write_graph(recipe, pixel_values, folder / GRAPH_FILES["fp32"], opset_version)
+        save_file(_text_tensors(recipe), str(folder / TEXT_TENSORS_FILE))
+        reference = model.detect(pixel_values[:1], **resolved)
+        map_difference, score_difference = _graph_difference(
+            folder / GRAPH_FILES["fp32"], recipe, pixel_values, reference
+        )
+        graph_files = {"fp32": GRAPH_FILES["fp32"]}
+        int8_difference = None
+        if int8:
+            quantize_onnx_graph(folder / GRAPH_FILES["fp32"], folder / GRAPH_FILES["int8"])
+            graph_files["int8"] = GRAPH_FILES["int8"]
+            int8_difference = _graph_difference(folder / GRAPH_FILES["int8"], recipe, pixel_values, reference)[0]
+        config = _exported_config(model, recipe, resolved, reference.score_threshold, graph_files, opset_version)
+        config.save_pretrained(folder)
+        processor.save_pretrained(folder)
+        if isinstance(source, (str, Path)) and (Path(source) / CALIBRATION_FILE).is_file():
+            shutil.copy2(Path(source) / CALIBRATION_FILE, folder / CALIBRATION_FILE)
     return ExportReport(
         folder=out_dir,
         seconds=time.perf_counter() - started,
@@ -126,12 +133,31 @@ def export_detector(
     )
 
 
+def _check_opset(opset_version: int) -> None:
+    """Raise `ValueError` unless `opset_version` is one the torch exporter writes as asked: it writes opset 18 for
+    anything lower, and logs a failed conversion (leaving a graph onnxruntime refuses) above its declared maximum."""
+    import onnx
+    from torch.onnx import _constants
+
+    latest = min(onnx.defs.onnx_opset_version(), _constants.ONNX_MAX_OPSET)
+    if (
+        isinstance(opset_version, bool)
+        or not isinstance(opset_version, int)
+        or not (DEFAULT_OPSET <= opset_version <= latest)
+    ):
+        raise ValueError(
+            f"opset_version must be an integer in [{DEFAULT_OPSET}, {latest}] (the opsets the torch ONNX exporter "
+            f"writes), got {opset_version!r}."
+        )
+
+
 def _seeded() -> torch.Generator:
     return torch.Generator().manual_seed(0)
 
 
 def _prepare_folder(out_dir: Path) -> Path:
-    """Create `out_dir`; refuse a non-empty folder unless it holds an earlier export."""
+    """Create `out_dir`; refuse a non-empty folder unless it holds an earlier export (which a finished export replaces
+    as a whole, and a failed one leaves intact)."""
     if out_dir.exists() and not out_dir.is_dir():
         raise ValueError(f"The output folder {out_dir} is a file.")
     if out_dir.is_dir() and any(out_dir.iterdir()):

@@ -79,6 +79,8 @@ class TrainingArguments:
     num_workers: int = 0
 
     def __post_init__(self) -> None:
+        if not str(self.output_dir).strip():
+            raise ValueError("output_dir must name a folder, got '' (an empty path is the current folder).")
         if isinstance(self.data, str):
             self.data = [self.data]
         for name in ("epochs", "batch_size", "gradient_accumulation_steps"):

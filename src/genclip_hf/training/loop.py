@@ -97,7 +97,10 @@ def build_model(args: TrainingArguments) -> tuple[PreTrainedModel, AnomalyDetect
         model = model_class.from_pretrained(args.init_from)
         processor = AutoProcessor.from_pretrained(args.init_from)
         return model, processor
-    clip_config = AutoConfig.from_pretrained(args.clip_model)
+    try:
+        clip_config = AutoConfig.from_pretrained(args.clip_model)
+    except OSError as error:
+        raise OSError(f"--clip-model {args.clip_model} cannot be loaded: {error}") from None
     if not isinstance(clip_config, CLIPConfig):
         raise ValueError(
             f"--clip-model {args.clip_model} holds a {clip_config.model_type!r} checkpoint, not a plain CLIP; to "
