@@ -11,15 +11,12 @@ cost is shown separately), then the ratio detect / bare forward.
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
-from common import DEFAULT_TOKENIZER, peak_rss_gib, print_table
+from common import DEFAULT_TOKENIZER, peak_rss_gib, print_table, time_interleaved
 from transformers import AutoTokenizer, CLIPConfig, CLIPModel
 
 from genclip_hf.configuration_winclip import WinCLIPConfig
@@ -40,19 +37,6 @@ def build_winclip(tokenizer_path: Path, seed: int = 0) -> WinCLIPModel:
     model = WinCLIPModel(WinCLIPConfig(clip_config=clip.config, image_size=IMAGE_SIZE), clip_model=clip).eval()
     model.set_tokenizer(AutoTokenizer.from_pretrained(tokenizer_path))
     return model
-
-
-def interleaved_medians(functions: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
-    """Median wall time in seconds of each function, timed in turns (one run of each per round, after a warm-up round),
-    so that a change in the machine's load affects all of them alike and their ratios stay fair."""
-    timings: dict[str, list[float]] = {name: [] for name in functions}
-    for round_index in range(repeats + 1):
-        for name, function in functions.items():
-            started = time.perf_counter()
-            function()
-            if round_index:
-                timings[name].append(time.perf_counter() - started)
-    return {name: statistics.median(values) for name, values in timings.items()}
 
 
 def main() -> None:
@@ -80,7 +64,7 @@ def main() -> None:
         model.detect(pixel_values, class_names=CLASS_NAME)
 
     with torch.inference_mode():
-        timings = interleaved_medians(
+        timings = time_interleaved(
             {
                 f"bare CLIP vision forward ({IMAGE_SIZE} px)": bare_vision,
                 "WinCLIP detect, zero-shot, scales 2 and 3 (text cached)": detect,

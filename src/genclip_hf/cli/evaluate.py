@@ -10,21 +10,11 @@ from .options import (
     add_precision_arguments,
     batch_size,
     detection_settings,
+    non_negative,
     output_path,
     positive_integer,
     precision_options,
 )
-
-
-def non_negative(text: str) -> int:
-    """A count >= 0."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a non-negative integer, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be a non-negative integer, got {value}")
-    return value
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -54,20 +54,31 @@ def detection_settings(args: argparse.Namespace) -> dict:
     return settings_from_arguments(args, DETECTION_SETTINGS)
 
 
-def positive_integer(flag: str) -> Callable[[str], int]:
-    """The argparse type of a count >= 1 whose errors name `flag` (e.g. `--batch-size`, `--k-shot`)."""
+def integer_at_least(minimum: int, flag: str | None = None) -> Callable[[str], int]:
+    """The argparse type of a count >= `minimum` (0 or 1); its errors name `flag` when given (argparse already
+    prefixes `argument --flag:`)."""
+    kind = "positive" if minimum == 1 else "non-negative"
+    prefix = f"{flag} must" if flag else "must"
 
     def parse(text: str) -> int:
         try:
             value = int(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{flag} must be a positive integer, got {text!r}") from None
-        if value < 1:
-            raise argparse.ArgumentTypeError(f"{flag} must be a positive integer, got {value}")
+            raise argparse.ArgumentTypeError(f"{prefix} be a {kind} integer, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{prefix} be a {kind} integer, got {value}")
         return value
 
     return parse
 
+
+def positive_integer(flag: str) -> Callable[[str], int]:
+    """The argparse type of a count >= 1 whose errors name `flag` (e.g. `--batch-size`, `--k-shot`)."""
+    return integer_at_least(1, flag)
+
+
+non_negative = integer_at_least(0)
+"""A count >= 0 (`--seeds`, `--heatmaps-per-class`)."""
 
 batch_size = positive_integer("--batch-size")
 """`--batch-size`: a positive integer."""
@@ -93,6 +104,8 @@ __all__ = [
     "batch_size",
     "decision",
     "detection_settings",
+    "integer_at_least",
+    "non_negative",
     "output_path",
     "positive_integer",
     "precision_options",
