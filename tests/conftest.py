@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DIR = REPO_ROOT.parent / "shared"
@@ -69,6 +70,16 @@ def tiny_checkpoint_dir(tmp_path_factory: pytest.TempPathFactory, tokenizer_dir:
     from genclip_hf.testing import save_random_genclip
 
     return save_random_genclip(tmp_path_factory.mktemp("tiny-genclip"), tokenizer_dir)
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch thread for a module of tiny-tensor tests (`pytestmark = pytest.mark.usefixtures("one_thread")`): thread
+    synchronisation dominates tiny tensors on a shared CPU, and the parity fixtures were made with one thread."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture

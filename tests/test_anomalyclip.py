@@ -43,13 +43,7 @@ TINY_ANOMALYCLIP = {
 TINY_CONVERSION = {"feature_layers": [1, 2, 4], "image_size": 80, "dpam_start_layer": 2}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: one thread avoids the thread synchronisation that dominates them on a shared CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture

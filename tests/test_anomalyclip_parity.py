@@ -36,13 +36,7 @@ TOLERANCES = {
 }
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One thread, as the reference run (and faster than two on a shared CPU)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -28,13 +28,7 @@ N_CTX = 4
 TINY_COOP = {"image_size": SIZE, "n_ctx": N_CTX}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: one thread avoids the thread synchronisation that dominates them on a shared CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
