@@ -241,11 +241,14 @@ DEFAULT_DETECTOR = "openai/clip-vit-base-patch16"
 """What runs when no model is named: a stock CLIP from the Hub, hence training-free WinCLIP zero-shot."""
 
 
-def is_local_path(model: str | Path) -> bool:
-    """Whether `model` can only name a local path, not a Hub id: it exists, starts with `.`, `/` or `~`, or has more
-    than one `/`."""
+def check_model_source(model: str | Path) -> None:
+    """Raise `FileNotFoundError` when `model` is neither a folder nor a possible Hub id: a path that exists (a file),
+    starts with `.`, `/` or `~`, or has more than one `/` can only be meant as a local folder."""
     text = str(model)
-    return Path(text).exists() or text.startswith((".", "/", "~")) or text.count("/") > 1
+    if Path(text).is_dir():
+        return
+    if Path(text).exists() or text.startswith((".", "/", "~")) or text.count("/") > 1:
+        raise FileNotFoundError(f"Model {text!r} is not a model folder (nor a Hub id like 'owner/name').")
 
 
 def register_detector(config_class: type[PreTrainedConfig], model_class: type, processor_class: type | None = None):
@@ -292,10 +295,7 @@ class AutoModelForAnomalyDetection:
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | Path, *args: Any, **kwargs: Any):
         kwargs.pop("_from_pipeline", None)
-        if not Path(pretrained_model_name_or_path).is_dir() and is_local_path(pretrained_model_name_or_path):
-            raise FileNotFoundError(
-                f"Model {str(pretrained_model_name_or_path)!r} is not a model folder (nor a Hub id like 'owner/name')."
-            )
+        check_model_source(pretrained_model_name_or_path)
         try:
             return cls._load(pretrained_model_name_or_path, *args, **kwargs)
         except SafetensorError as error:
@@ -331,8 +331,8 @@ __all__ = [
     "AnomalyDetectorMixin",
     "AutoModelForAnomalyDetection",
     "DEFAULT_DETECTOR",
+    "check_model_source",
     "expand_class_names",
-    "is_local_path",
     "register_detector",
     "registered_detectors",
     "registered_processor_class",

@@ -23,7 +23,7 @@ from PIL import Image
 from safetensors import SafetensorError
 from tqdm.auto import tqdm
 
-from .detection import is_local_path
+from .detection import check_model_source
 from .images import to_rgb_image
 from .scoring import resize_map
 from .settings import SETTINGS, validate_settings
@@ -157,8 +157,10 @@ def load_detector(
         check_device(device)
     offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
     if not Path(model).is_dir():
-        if is_local_path(model):
-            raise ModelUnavailableError(f"Model {model!r} is not a model folder (nor a Hub id like 'owner/name').")
+        try:
+            check_model_source(model)
+        except FileNotFoundError as error:
+            raise ModelUnavailableError(str(error)) from None
         if offline and not isinstance(try_to_load_from_cache(model, "config.json"), str):
             raise ModelUnavailableError(
                 f"Model {model!r} is not a local folder and is not in the Hugging Face cache, and HF_HUB_OFFLINE is "
